@@ -1,0 +1,101 @@
+"""The check interface: one probe of one server, with a result (ok/failed, latency, detail).
+
+A check kind is a subclass of :class:`Check` with a ``kind`` name and a pydantic ``Config`` model
+(whose ``kind`` field is ``Literal[<name>]``), registered under the ``ha.checks`` entry point group.
+The orchestrator builds one instance per scenario side (production, replica) with the side's address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ha.duration import Duration
+
+DETAIL_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What one probe saw. ``latency`` in seconds; ``detail`` short and free of secrets."""
+
+    ok: bool
+    latency: float
+    detail: str
+    at: float = field(default_factory=time.time)
+
+
+class CheckConfig(BaseModel):
+    """Settings every check kind has. Subclasses add their own and narrow ``kind`` to a Literal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    name: str | None = Field(None, description="label in status and events; defaults to the kind")
+    interval: Duration = Field(1.0, gt=0, description="time between two probes")
+    timeout: Duration = Field(1.0, gt=0, description="a probe that takes longer has failed")
+    side: Literal["both", "production", "replica"] = Field(
+        "both", description="which servers of the scenario this check probes"
+    )
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class CheckFailed(Exception):
+    """Raised by :meth:`Check.attempt` to report a failed probe with a short detail."""
+
+
+class Check(ABC):
+    """One probe of one server.
+
+    ``probe()`` never raises for a failed or unreachable target: it returns ``ok=False`` with a
+    short detail. It enforces the config's timeout itself. Subclasses implement ``attempt()``.
+    """
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[CheckConfig]]
+
+    def __init__(self, config: CheckConfig, target: str) -> None:
+        self.config = config
+        self.target = target
+
+    @abstractmethod
+    async def attempt(self) -> str:
+        """Probe once; return a short detail on success, raise (CheckFailed or any error) if not."""
+
+    async def probe(self) -> CheckResult:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                detail = await self.attempt()
+            ok = True
+        except TimeoutError:
+            ok, detail = False, f"timed out after {self.config.timeout:g}s"
+        except CheckFailed as exc:
+            ok, detail = False, str(exc)
+        except Exception as exc:
+            ok, detail = False, describe_error(exc)
+        latency = time.monotonic() - started
+        return CheckResult(ok=ok, latency=latency, detail=_truncate(detail))
+
+    async def close(self) -> None:
+        """Release what the check holds (sessions, pools). Idempotent."""
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    return text
+
+
+def _truncate(detail: str) -> str:
+    detail = " ".join(detail.split())
+    return detail if len(detail) <= DETAIL_LIMIT else detail[: DETAIL_LIMIT - 1] + "…"
