@@ -1,8 +1,9 @@
-"""The check interface: one probe of one server, with a result (ok/failed, latency, detail).
+"""The check interface: one probe of one server, with a result
+(ok/failed, latency, detail).
 
 A check kind is a subclass of :class:`Check` with a ``kind`` name and a pydantic ``Config`` model
 (whose ``kind`` field is ``Literal[<name>]``), registered under the ``ha.checks`` entry point group.
-The orchestrator builds one instance per scenario side (production, replica) with the side's address.
+The orchestrator builds one instance per side (production, replica), aimed at its address.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Durations in configuration: ``500ms``, ``2s``, ``5m``, ``1h``, ``1d`` (or a number of seconds)."""
+"""Durations in configuration: ``500ms``, ``2s``, ``5m``, ``1h``, ``1d`` (or plain seconds)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 
 
 def parse_duration(value: object) -> float:
-    """Return seconds for ``500ms``, ``2s``, ``5m``, ``1h``, ``1d`` or a plain non-negative number."""
+    """Seconds for ``500ms``, ``2s``, ``5m``, ``1h``, ``1d`` or a plain non-negative number."""
     if isinstance(value, bool):
         raise ValueError("must be a duration like 500ms, 2s or 5m")
     if isinstance(value, int | float):
@@ -20,7 +20,9 @@ def parse_duration(value: object) -> float:
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if match is None:
-            raise ValueError(f"{value!r} is not a duration; use a number and a unit: 500ms, 2s, 5m, 1h")
+            raise ValueError(
+                f"{value!r} is not a duration; use a number and a unit: 500ms, 2s, 5m, 1h"
+            )
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
         raise ValueError("must be a duration like 500ms, 2s or 5m")

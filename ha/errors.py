@@ -31,7 +31,9 @@ class ConfigError(HAError):
 
     def __init__(self, errors: list[tuple[str, str]]) -> None:
         self.errors = errors
-        super().__init__("\n".join(f"{path}: {message}" if path else message for path, message in errors))
+        super().__init__(
+            "\n".join(f"{path}: {message}" if path else message for path, message in errors)
+        )
 
 
 class RequestError(HAError):

@@ -7,6 +7,7 @@ started children leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
@@ -30,10 +31,7 @@ class CommandResult:
         return self.returncode == 0 and not self.timed_out
 
     def describe(self) -> str:
-        if self.timed_out:
-            status = "timed out"
-        else:
-            status = f"exit {self.returncode}"
+        status = "timed out" if self.timed_out else f"exit {self.returncode}"
         last = self.output.strip().splitlines()[-1:] if self.output.strip() else []
         return f"{status}: {last[0]}" if last else status
 
@@ -111,7 +109,5 @@ async def run_command(
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -1,0 +1,5 @@
+import sys
+
+from ha.cli import main
+
+sys.exit(main())

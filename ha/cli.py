@@ -1,0 +1,189 @@
+"""The ``ha`` command: validate a config, run the daemon, and drive it through its local API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from ha.client import ApiClient, ApiError, ApiUnavailable
+from ha.config import Config, load_config
+from ha.errors import ConfigError, HAError
+from ha.format import event_line, plan_lines, status_table
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+PUSH_BUTTONS = {
+    "run": "start protecting a scenario (checks on, automatic failover as configured)",
+    "stop": "stop protecting a scenario (checks off, no action)",
+    "failover": "fail over to the replica now (production is down)",
+    "switchover": "planned, graceful move to the replica (both sides may be up)",
+    "failback": "make production active again after a failover or switchover",
+    "pause": "maintenance: keep checking and reporting, take no automatic action",
+    "resume": "end maintenance: automatic actions again",
+}
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get("HA_CONFIG") or "ha.yaml")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(
+        f"{args.file}: valid ({len(config.scenarios)} scenarios, {len(config.providers)} providers)"
+    )
+    return EXIT_OK
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from ha.service import run_daemon
+
+    asyncio.run(run_daemon(_load(args)))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    data = ApiClient(_load(args)).request("GET", "/v1/status")
+    print(json.dumps(data, indent=2) if args.json else status_table(data["scenarios"]))
+    return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    client = ApiClient(_load(args))
+    body = {"dry_run": args.dry_run, "force": getattr(args, "force", False)}
+    answer = client.request("POST", f"/v1/scenarios/{args.name}/{args.command}", body)
+    if args.dry_run:
+        print("\n".join(plan_lines(answer)))
+        return EXIT_OK
+    runbook = answer.get("runbook")
+    print(f"accepted: {answer['message']}" + (f" (runbook {runbook})" if runbook else ""))
+    if args.wait and runbook and args.command in ("failover", "switchover", "failback"):
+        return _follow_runbook(client, args.name, runbook)
+    return EXIT_OK
+
+
+def _follow_runbook(client: ApiClient, name: str, runbook: str) -> int:
+    after = 0
+    while True:
+        found = client.request(
+            "GET", f"/v1/events?runbook={runbook}&after={after}&wait=30", timeout=45
+        )
+        for event in found["events"]:
+            after = event["id"]
+            print(event_line(event))
+            if event["kind"] == "transition" and event["data"]["to"] in ("switched", "running"):
+                return EXIT_OK
+            if event["kind"] == "transition" and event["data"]["to"] == "blocked":
+                return EXIT_FAILED
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    client = ApiClient(_load(args))
+    query = f"&scenario={args.scenario}" if args.scenario else ""
+    after = args.after
+    while True:
+        wait = 30 if args.follow else 0
+        found = client.request(
+            "GET", f"/v1/events?after={after}&limit=1000&wait={wait}{query}", timeout=wait + 15
+        )
+        for event in found["events"]:
+            after = event["id"]
+            print(json.dumps(event) if args.json else event_line(event), flush=True)
+        if not args.follow and len(found["events"]) < 1000:
+            return EXIT_OK
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from ha.machine import diagram
+
+    print(diagram())
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ha.demo import run_demo
+
+    return run_demo(Path(args.dir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="config file (default: $HA_CONFIG, else ./ha.yaml)")
+    parser = argparse.ArgumentParser(
+        prog="ha", description="High-availability failover orchestrator."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check a config file; print every error with its path")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "daemon", parents=[common], help="run the monitoring daemon (SIGTERM stops it)"
+    )
+    p.set_defaults(func=cmd_daemon)
+
+    p = sub.add_parser("status", parents=[common], help="scenarios: state, active server, checks")
+    p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    p.set_defaults(func=cmd_status)
+
+    for name, help_text in PUSH_BUTTONS.items():
+        p = sub.add_parser(name, parents=[common], help=help_text)
+        p.add_argument("name", help="scenario name")
+        p.add_argument("--dry-run", action="store_true", help="print the steps it would take")
+        if name in ("failover", "switchover", "failback"):
+            p.add_argument(
+                "--force", action="store_true", help="even if the target side fails its checks"
+            )
+            p.add_argument("--wait", action="store_true", help="follow the runbook until it ends")
+        p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser(
+        "events", parents=[common], help="the journal: transitions, steps, checks, commands"
+    )
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.add_argument("--scenario", help="only this scenario")
+    p.add_argument("--after", type=int, default=0, help="only events after this id")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("diagram", help="print the scenario state machine (mermaid)")
+    p.set_defaults(func=cmd_diagram)
+
+    p = sub.add_parser("demo", help="run the daemon on a local demo (127.0.0.2 and 127.0.0.3)")
+    p.add_argument(
+        "--dir", default="ha-demo", help="working directory of the demo (default ./ha-demo)"
+    )
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        where = getattr(args, "file", None) or _config_path(args)
+        print(f"{where}: invalid configuration", file=sys.stderr)
+        for path, message in exc.errors:
+            print(f"  {path}: {message}" if path else f"  {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApiUnavailable as exc:
+        print(f"ha: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except ApiError as exc:
+        print(f"ha: refused ({exc.status}): {exc.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    except HAError as exc:
+        print(f"ha: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    return code

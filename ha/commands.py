@@ -1,0 +1,81 @@
+"""Operator commands: what they are, whether the current state allows them, what they would do.
+
+The API and CLI never act: they validate here, then hand an :class:`Intent` to the daemon's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ha.detector import Detector
+from ha.machine import COMMANDS, TRANSITIONS, refusal
+from ha.scenario import Scenario
+from ha.store import Side
+
+ACTIONS = (*COMMANDS, "pause", "resume")
+RUNBOOK_COMMANDS: dict[str, Side] = {
+    "failover": "replica",
+    "switchover": "replica",
+    "failback": "production",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["accepted", "conflict"]
+    message: str
+    runbook: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Intent:
+    action: str
+    scenario: str
+    actor: str
+    force: bool = False
+    future: asyncio.Future[Outcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def permitted(scenario: Scenario, trigger: str) -> bool:
+    """Whether the state machine would take ``trigger`` now (same tables, same conditions)."""
+    for t in TRANSITIONS:
+        sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
+        if t["trigger"] != trigger or scenario.state not in sources:
+            continue
+        if "conditions" in t and not getattr(scenario, t["conditions"])(None):
+            continue
+        if "unless" in t and getattr(scenario, t["unless"])(None):
+            continue
+        return True
+    return False
+
+
+def _target_may_be_down(scenario: Scenario, side: Side) -> bool:
+    """A side whose failing checks are expected: a standby replica, or production with a machine
+    that the runbook powers on."""
+    config = scenario.config
+    return config.replica.standby if side == "replica" else config.production.machine is not None
+
+
+def conflict(scenario: Scenario, action: str, *, force: bool, now: float) -> str | None:
+    """Why ``action`` cannot be taken now, or None. Used before acting and for dry runs."""
+    if action == "pause":
+        return "already paused" if scenario.record.paused else None
+    if action == "resume":
+        return None if scenario.record.paused else "not paused"
+    if not permitted(scenario, action):
+        return refusal(action, scenario.state)
+    side = RUNBOOK_COMMANDS.get(action)
+    if side is not None and not force and not _target_may_be_down(scenario, side):
+        detector: Detector = scenario.detectors[side]
+        if detector.is_dead(now):
+            return (
+                f"{side} fails its checks ({', '.join(detector.down(now))}); "
+                f"{action} to a dead {side} is refused (--force overrides)"
+            )
+    return None

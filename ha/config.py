@@ -1,0 +1,222 @@
+"""Configuration: one YAML file validated completely, into typed models, before anything starts.
+
+Every error is reported at once with its path (``scenarios[1].checks[0].port: ...``). Relative
+paths in the file resolve against the file's directory. Secrets are only ever references
+(``*_env``, ``*_file``), checked here and read when used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from checks import CheckConfig, check_kinds
+from ha.config_errors import format_validation_error, load_yaml
+from ha.duration import Duration
+from ha.errors import ConfigError
+from ha.redirect.script import ScriptRedirectConfig
+from providers import ProviderConfig, provider_types
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+def _tagged_union(models: list[type[BaseModel]], tag: str) -> Any:
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator=tag)]  # noqa: UP007
+
+
+if TYPE_CHECKING:
+    CheckSpec = CheckConfig
+    ProviderSpec = ProviderConfig
+else:
+    CheckSpec = _tagged_union([cls.Config for cls in check_kinds().values()], "kind")
+    ProviderSpec = _tagged_union([cls.Config for cls in provider_types().values()], "type")
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not value.is_absolute():
+        return Path(base) / value
+    return value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+"""A path in the file: relative paths resolve against the config file's directory."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MachineRef(Model):
+    provider: str = Field(description="name of an entry under providers")
+    name: str = Field(min_length=1, description="the machine's name at that provider")
+
+
+class ServerConfig(Model):
+    address: str = Field(
+        min_length=1, pattern=r"^[^\s/]+$", description="IP address or host name users reach"
+    )
+    machine: MachineRef | None = Field(None, description="the VM or instance behind the server")
+    standby: bool = Field(
+        False,
+        description="kept powered off until failover (virtual standby): not checked before",
+    )
+
+
+class FailoverPolicy(Model):
+    mode: Literal["automatic", "manual"] = Field(
+        "automatic", description="manual: alert and wait for `ha failover`"
+    )
+    failures: int = Field(3, ge=1, description="consecutive failed probes before a check is down")
+    dead_after: Duration | None = Field(
+        None, gt=0, description="is-alive timeout: a check is down once it has not passed this long"
+    )
+    require: Literal["all", "any"] = Field(
+        "all", description="production is dead when all (or any) of its checks are down"
+    )
+    hold_down: Duration = Field(
+        300.0, description="no automatic failover this long after a failover or failback"
+    )
+
+
+class RunbookPolicy(Model):
+    step_timeout: Duration = Field(60.0, gt=0, description="deadline of one attempt of a step")
+    retries: int = Field(3, ge=0, description="attempts after the first one")
+    retry_delay: Duration = Field(1.0, description="first pause between attempts (doubles)")
+    healthy_timeout: Duration = Field(
+        120.0, gt=0, description="how long the new active server has to pass its checks"
+    )
+
+
+class RedirectConfig(Model):
+    script: ScriptRedirectConfig | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RedirectConfig:
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one redirection type: " + ", ".join(type(self).model_fields)
+            )
+        return self
+
+
+class ScenarioConfig(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    production: ServerConfig
+    replica: ServerConfig
+    checks: list[CheckSpec] = Field(min_length=1)
+    failover: FailoverPolicy = FailoverPolicy()
+    fence: bool = Field(False, description="power production off before activating the replica")
+    redirect: list[RedirectConfig] = Field(default_factory=list)
+    runbook: RunbookPolicy = RunbookPolicy()
+    start: Literal["running", "stopped"] = Field(
+        "running", description="state on the daemon's first start"
+    )
+
+
+class ApiConfig(Model):
+    listen: str = Field("127.0.0.1", description="address the local API listens on")
+    port: int = Field(8470, ge=1, le=65535)
+    token_file: ConfigPath = Field(
+        Path("ha-token"),
+        description="bearer token, generated (mode 0600) on first start",
+        validate_default=True,
+    )
+
+
+class LogConfig(Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a terminal, JSON otherwise"
+    )
+
+
+class Config(Model):
+    state: ConfigPath = Field(
+        Path("ha-state.db"), description="SQLite file of state and journal", validate_default=True
+    )
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    log: LogConfig = LogConfig()
+    providers: dict[str, ProviderSpec] = Field(default_factory=dict)
+    scenarios: list[ScenarioConfig] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _api_paths_resolve_too(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api" not in data:
+            return {**data, "api": {}}
+        return data
+
+
+def cross_check(config: Config) -> list[tuple[str, str]]:
+    """Errors no single field can see: duplicates and references between sections."""
+    errors: list[tuple[str, str]] = []
+    first: dict[str, int] = {}
+    for i, scenario in enumerate(config.scenarios):
+        where = f"scenarios[{i}]"
+        if scenario.name in first:
+            errors.append(
+                (
+                    f"{where}.name",
+                    f"duplicate scenario name {scenario.name!r}"
+                    f" (first at scenarios[{first[scenario.name]}])",
+                )
+            )
+        first.setdefault(scenario.name, i)
+        if scenario.production.address == scenario.replica.address:
+            errors.append((f"{where}.replica.address", "must differ from production.address"))
+        for side in ("production", "replica"):
+            machine = getattr(scenario, side).machine
+            if machine is not None and machine.provider not in config.providers:
+                known = ", ".join(sorted(config.providers)) or "none"
+                errors.append(
+                    (
+                        f"{where}.{side}.machine.provider",
+                        f"unknown provider {machine.provider!r} (defined: {known})",
+                    )
+                )
+        if scenario.fence and scenario.production.machine is None:
+            errors.append(
+                (f"{where}.fence", "fencing needs production.machine, to power production off")
+            )
+        if scenario.replica.standby and scenario.replica.machine is None:
+            errors.append(
+                (f"{where}.replica.standby", "a standby replica needs replica.machine to power on")
+            )
+    return errors
+
+
+def parse_config(data: Any, base_dir: Path) -> Config:
+    """Validate already-loaded data; raise ConfigError with every error and its path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([("", "the file must hold a mapping (key: value) at the top")])
+    try:
+        config = Config.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, data)) from None
+    errors = cross_check(config)
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file; raise ConfigError naming every problem."""
+    path = Path(path)
+    data = load_yaml(path)
+    return parse_config(data, path.resolve().parent)

@@ -1,0 +1,302 @@
+"""The daemon: one loop that reads a snapshot, decides, acts and reports, once per cycle.
+
+Checks feed detectors from the monitor; operator commands arrive as intents; runbooks run as
+background tasks and report back. Only the loop triggers transitions, so two operators and the
+detector cannot race each other. Status is logged once per cycle, and only when it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter, deque
+from typing import Any
+
+import structlog
+
+from checks import Check, CheckResult
+from ha.commands import RUNBOOK_COMMANDS, Intent, Outcome, conflict
+from ha.config import Config
+from ha.machine import RUNBOOK_STATES, build_machine
+from ha.monitor import Monitor
+from ha.parts import build_checks, build_providers, build_redirectors
+from ha.runbook import Runbook, RunbookCancelled
+from ha.scenario import Scenario
+from ha.steps import Parts, build_steps
+from ha.store import JournalEvent, ScenarioRecord, Side, Store
+from ha.store.sqlite import SqliteStore
+
+log = structlog.get_logger("ha.daemon")
+
+TICK = 1.0
+
+
+class Daemon:
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or SqliteStore(config.state)
+        self.machine = build_machine()
+        self.providers = build_providers(config)
+        self.scenarios: dict[str, Scenario] = {}
+        self.parts: dict[str, Parts] = {}
+        self.checks: dict[str, list[tuple[Side, str, Check]]] = {}
+        self.runbooks: dict[str, asyncio.Task[None]] = {}
+        self.forced: set[str] = set()
+        self.reports: deque[tuple[str, str, str]] = deque()  # scenario, trigger, reason
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.intents: asyncio.Queue[Intent] = asyncio.Queue()
+        self._status = ""
+        self.monitor = Monitor(self._on_result)
+
+    # Start and stop.
+
+    async def start(self) -> None:
+        await self.store.open()
+        records = await self.store.scenarios()
+        for config in self.config.scenarios:
+            record = records.get(config.name)
+            scenario = Scenario(
+                config, record or ScenarioRecord(config.name, config.start), self.store
+            )
+            if record is None:
+                await self.store.transition(
+                    scenario.record,
+                    JournalEvent(
+                        kind="registered",
+                        scenario=config.name,
+                        message=f"new scenario, {config.start}",
+                    ),
+                )
+            self.machine.add_model(scenario, initial=scenario.record.state)
+            scenario.on_transition = self._after_transition
+            self.scenarios[config.name] = scenario
+            self.checks[config.name] = build_checks(config)
+            self.parts[config.name] = Parts(
+                scenario=scenario,
+                providers=self.providers,
+                redirectors=build_redirectors(config),
+                probe=self._prober(config.name),
+            )
+            if scenario.state != "stopped":
+                self.monitor.watch(config.name, self.checks[config.name])
+            if scenario.state in RUNBOOK_STATES:
+                await self.store.append(
+                    JournalEvent(
+                        kind="runbook_resumed",
+                        scenario=config.name,
+                        runbook=scenario.record.runbook,
+                        message=f"resuming {scenario.record.runbook_kind} after a restart",
+                    )
+                )
+                self._start_runbook(scenario)
+        log.info("daemon started", scenarios=len(self.scenarios), state=str(self.config.state))
+
+    async def stop(self) -> None:
+        self.monitor.close()
+        tasks = list(self.runbooks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for checks in self.checks.values():
+            for _, _, check in checks:
+                await check.close()
+        for parts in self.parts.values():
+            for redirector in parts.redirectors:
+                await redirector.close()
+        for provider in self.providers.values():
+            await provider.close()
+        await self.store.close()
+        log.info("daemon stopped")
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    async def serve(self) -> None:
+        """Run cycles until ``request_stop``."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), TICK)
+            self.wake.clear()
+            await self.cycle()
+
+    # One cycle.
+
+    async def cycle(self) -> None:
+        while self.reports:
+            await self._apply_report(*self.reports.popleft())
+        while not self.intents.empty():
+            await self._apply_intent(self.intents.get_nowait())
+        now = time.time()
+        for scenario in self.scenarios.values():
+            await self._evaluate(scenario, now)
+        self._report_status()
+
+    async def _evaluate(self, scenario: Scenario, now: float) -> None:
+        if scenario.state != "running" or scenario.record.paused:
+            return
+        production = scenario.detectors["production"]
+        if not production.is_dead(now):
+            scenario.alerted = None
+            return
+        reason = f"production dead: {', '.join(production.down(now))} down"
+        policy = scenario.config.failover
+        last = scenario.record.last_switch_at
+        why_not = conflict(scenario, "failover", force=False, now=now)
+        if why_not is None and policy.mode == "manual":
+            why_not = f"failover is manual: run `ha failover {scenario.name}`"
+        if why_not is None and last is not None and now - last < policy.hold_down:
+            why_not = f"hold-down after the last switch until {time.ctime(last + policy.hold_down)}"
+        if why_not is not None:
+            await self._alert(scenario, f"{reason}; not failing over: {why_not}")
+            return
+        await self._trigger(scenario, "failover", actor="detector", reason=reason)
+
+    async def _alert(self, scenario: Scenario, message: str) -> None:
+        if scenario.alerted == message:
+            return
+        scenario.alerted = message
+        log.warning("alert", scenario=scenario.name, message=message)
+        await self.store.append(JournalEvent(kind="alert", scenario=scenario.name, message=message))
+
+    async def _trigger(self, scenario: Scenario, trigger: str, **kwargs: Any) -> bool:
+        """Pull a trigger; True when the state changed (read the state, not transitions' answer)."""
+        before = scenario.state
+        if trigger in RUNBOOK_COMMANDS and scenario.state != "blocked":
+            kwargs["runbook"] = uuid.uuid4().hex[:12]
+        elif trigger in RUNBOOK_COMMANDS:
+            kwargs["runbook"] = scenario.record.runbook
+        await scenario.trigger(trigger, **kwargs)
+        return scenario.state != before
+
+    async def _after_transition(self, scenario: Scenario, trigger: str) -> None:
+        if scenario.state == "stopped":
+            self.monitor.unwatch(scenario.name)
+        else:
+            self.monitor.watch(scenario.name, self.checks[scenario.name])
+        if scenario.state in RUNBOOK_STATES:
+            self._start_runbook(scenario)
+
+    # Runbooks.
+
+    def _start_runbook(self, scenario: Scenario) -> None:
+        record = scenario.record
+        assert record.runbook is not None
+        assert record.runbook_kind is not None
+        steps = build_steps(
+            record.runbook_kind,
+            self.parts[scenario.name],
+            force=scenario.name in self.forced,
+        )
+        self.forced.discard(scenario.name)
+        runbook = Runbook(
+            id=record.runbook,
+            kind=record.runbook_kind,
+            scenario=scenario.name,
+            steps=steps,
+            policy=scenario.config.runbook,
+            store=self.store,
+        )
+        task = asyncio.create_task(self._run_runbook(runbook))
+        self.runbooks[scenario.name] = task
+
+    async def _run_runbook(self, runbook: Runbook) -> None:
+        structlog.contextvars.bind_contextvars(scenario=runbook.scenario, runbook=runbook.id)
+        try:
+            await runbook.run()
+            report = ("finish", "")
+        except RunbookCancelled as exc:
+            report = ("cancel", str(exc))
+        except Exception as exc:
+            log.exception("runbook failed")
+            report = ("block", str(exc))
+        self.reports.append((runbook.scenario, *report))
+        self.wake.set()
+
+    async def _apply_report(self, name: str, trigger: str, reason: str) -> None:
+        scenario = self.scenarios[name]
+        self.runbooks.pop(name, None)
+        await self._trigger(scenario, trigger, reason=reason)
+
+    # Commands.
+
+    def submit(self, intent: Intent) -> None:
+        self.intents.put_nowait(intent)
+        self.wake.set()
+
+    async def _apply_intent(self, intent: Intent) -> None:
+        scenario = self.scenarios[intent.scenario]
+        event = await self.store.append(
+            JournalEvent(
+                kind="command",
+                scenario=intent.scenario,
+                actor=intent.actor,
+                message=f"{intent.action}{' --force' if intent.force else ''} requested",
+                data={"action": intent.action, "force": intent.force},
+            )
+        )
+        why_not = conflict(scenario, intent.action, force=intent.force, now=time.time())
+        if why_not is not None:
+            outcome = Outcome("conflict", why_not)
+        elif intent.action in ("pause", "resume"):
+            await scenario.set_paused(intent.action == "pause", intent.actor)
+            outcome = Outcome("accepted", f"{intent.scenario} {intent.action}d")
+        else:
+            if intent.force:
+                self.forced.add(intent.scenario)
+            changed = await self._trigger(scenario, intent.action, actor=intent.actor)
+            message = f"{intent.scenario} is {scenario.state.replace('_', ' ')}"
+            outcome = Outcome("accepted", message, scenario.record.runbook)
+            if not changed:
+                self.forced.discard(intent.scenario)
+                outcome = Outcome("conflict", "the state changed meanwhile; " + message)
+        await self.store.append(
+            JournalEvent(
+                kind="command_" + outcome.status,
+                scenario=intent.scenario,
+                actor=intent.actor,
+                message=outcome.message,
+                data={"command": event.id},
+                runbook=outcome.runbook,
+            )
+        )
+        if not intent.future.done():
+            intent.future.set_result(outcome)
+
+    # Checks.
+
+    def _prober(self, name: str) -> Any:
+        async def probe(side: Side) -> dict[str, CheckResult]:
+            checks = [(label, check) for s, label, check in self.checks[name] if s == side]
+            results = await asyncio.gather(*(check.probe() for _, check in checks))
+            return {label: result for (label, _), result in zip(checks, results, strict=True)}
+
+        return probe
+
+    async def _on_result(self, name: str, side: Side, label: str, result: CheckResult) -> None:
+        scenario = self.scenarios[name]
+        detector = scenario.detectors[side]
+        was_dead = detector.is_dead(result.at)
+        if detector.record(label, result):
+            await self.store.append(
+                JournalEvent(
+                    kind="check",
+                    scenario=name,
+                    message=f"{side} {label} {'ok' if result.ok else 'failed'}: {result.detail}",
+                    data={"side": side, "check": label, "ok": result.ok, "latency": result.latency},
+                )
+            )
+        if detector.is_dead(result.at) != was_dead:
+            self.wake.set()
+
+    # Status.
+
+    def _report_status(self) -> None:
+        states = Counter(s.state for s in self.scenarios.values())
+        status = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+        if status != self._status:
+            self._status = status
+            log.info("status", scenarios=status or "none", runbooks=len(self.runbooks))

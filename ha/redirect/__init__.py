@@ -1,0 +1,28 @@
+"""Redirection: how users follow the active server.
+
+A redirector is built per scenario and per ``redirect`` entry of its config. Deadlines are the
+caller's (the runbook step wraps each call); errors are :class:`ha.errors.RedirectError`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class Redirector(ABC):
+    """Points users at one address."""
+
+    @abstractmethod
+    async def point_to(self, address: str) -> None:
+        """Send users to ``address``. Idempotent: pointing where it already points is a no-op."""
+
+    @abstractmethod
+    async def current(self) -> str | None:
+        """What clients are told now, read back from the source of truth; None if it cannot tell."""
+
+    @abstractmethod
+    def describe(self, address: str) -> str:
+        """One line for dry runs and the journal: what ``point_to(address)`` will change."""
+
+    async def close(self) -> None:
+        """Release connections. Idempotent."""

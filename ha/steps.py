@@ -1,0 +1,184 @@
+"""The steps of each runbook kind, built from a scenario's config and the parts it acts on.
+
+failover:   confirm_failure, fence_production, activate_replica, wait_replica_healthy,
+            redirect, verify
+switchover: stop_production, activate_replica, wait_replica_healthy, redirect, verify
+failback:   activate_production, wait_production_healthy, redirect, verify, stop_replica
+
+Steps that cannot apply (no machine to fence or power on) are left out, so a dry run shows only
+what will really happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from checks import CheckResult
+from ha.duration import format_duration
+from ha.redirect import Redirector
+from ha.runbook import RunbookCancelled, Step, StepError
+from ha.scenario import Scenario
+from ha.store import Side
+from providers import PowerState, Provider
+
+Probe = Callable[[Side], Awaitable[dict[str, CheckResult]]]
+
+
+def summary(results: Mapping[str, CheckResult]) -> str:
+    return ", ".join(
+        f"{label} {'ok' if r.ok else 'failed'} ({r.detail})" for label, r in results.items()
+    )
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What a runbook acts on for one scenario."""
+
+    scenario: Scenario
+    providers: Mapping[str, Provider]
+    redirectors: Sequence[Redirector]
+    probe: Probe  # probes a side's checks once, now
+
+    def machine(self, side: Side) -> tuple[Provider, str] | None:
+        server = getattr(self.scenario.config, side)
+        if server.machine is None:
+            return None
+        return self.providers[server.machine.provider], server.machine.name
+
+
+def build_steps(kind: str, parts: Parts, *, force: bool = False) -> list[Step]:
+    scenario = parts.scenario.config
+    if kind == "failover":
+        steps = [_confirm_failure(parts, force)]
+        if scenario.fence:
+            steps.append(_power(parts, "production", "fence_production", on=False, hard=True))
+        steps += _take_over(parts, "replica")
+    elif kind == "switchover":
+        steps = _optional(_power_step(parts, "production", "stop_production", on=False, hard=False))
+        steps += _take_over(parts, "replica")
+    elif kind == "failback":
+        steps = _take_over(parts, "production")
+        if scenario.replica.standby:
+            steps += _optional(_power_step(parts, "replica", "stop_replica", on=False, hard=False))
+    else:
+        raise ValueError(f"unknown runbook kind {kind!r}")
+    return steps
+
+
+def _optional(step: Step | None) -> list[Step]:
+    return [step] if step is not None else []
+
+
+def _take_over(parts: Parts, side: Side) -> list[Step]:
+    steps = _optional(_power_step(parts, side, f"activate_{side}", on=True, hard=False))
+    steps.append(_wait_healthy(parts, side))
+    steps.append(_redirect(parts, side))
+    steps.append(_verify(parts, side))
+    return steps
+
+
+def _confirm_failure(parts: Parts, force: bool) -> Step:
+    policy = parts.scenario.config.failover
+
+    async def action() -> str:
+        results = await parts.probe("production")
+        failed = [label for label, r in results.items() if not r.ok]
+        dead = len(failed) == len(results) if policy.require == "all" else bool(failed)
+        if dead:
+            return f"production fails: {summary(results)}"
+        if force:
+            return f"forced: production still answers: {summary(results)}"
+        raise RunbookCancelled(
+            f"production answers ({summary(results)}); "
+            "use switchover for a planned move, or failover --force"
+        )
+
+    return Step(
+        "confirm_failure", "probe production once more; cancel if it answers", action, retries=0
+    )
+
+
+def _power_step(parts: Parts, side: Side, name: str, *, on: bool, hard: bool) -> Step | None:
+    if parts.machine(side) is None:
+        return None
+    return _power(parts, side, name, on=on, hard=hard)
+
+
+def _power(parts: Parts, side: Side, name: str, *, on: bool, hard: bool) -> Step:
+    target = parts.machine(side)
+    assert target is not None
+    provider, machine = target
+    want = PowerState.ON if on else PowerState.OFF
+    verb = "power on" if on else ("power off (hard)" if hard else "shut down")
+
+    async def action() -> str:
+        if on:
+            await provider.power_on(machine)
+        else:
+            await provider.power_off(machine, hard=hard)
+        state = await provider.power_state(machine)
+        if state != want:
+            raise StepError(f"{machine} is {state} after {verb}, expected {want}")
+        return f"{machine} is {state}"
+
+    return Step(name, f"{provider.describe(verb, machine)}; verify it is {want}", action)
+
+
+def _wait_healthy(parts: Parts, side: Side) -> Step:
+    runbook = parts.scenario.config.runbook
+    deadline = runbook.healthy_timeout
+    interval = min(
+        (parts.scenario.labels[label].interval for label in parts.scenario.side_labels(side)),
+        default=1.0,
+    )
+
+    async def action() -> str:
+        give_up = time.monotonic() + deadline
+        while True:
+            results = await parts.probe(side)
+            if all(r.ok for r in results.values()):
+                return f"{side} passes: {summary(results)}"
+            if time.monotonic() + interval > give_up:
+                raise StepError(
+                    f"{side} did not pass its checks within {format_duration(deadline)}: "
+                    + summary({label: r for label, r in results.items() if not r.ok})
+                )
+            await asyncio.sleep(interval)
+
+    plan = f"wait up to {format_duration(deadline)} until {side} passes all its checks"
+    return Step(f"wait_{side}_healthy", plan, action, timeout=deadline + 30, retries=0)
+
+
+def _redirect(parts: Parts, side: Side) -> Step:
+    address = parts.scenario.address(side)
+
+    async def action() -> str:
+        for redirector in parts.redirectors:
+            await redirector.point_to(address)
+        return (
+            "; ".join(r.describe(address) for r in parts.redirectors) or "no redirection configured"
+        )
+
+    plan = "; ".join(r.describe(address) for r in parts.redirectors) or "no redirection configured"
+    return Step("redirect", plan, action)
+
+
+def _verify(parts: Parts, side: Side) -> Step:
+    address = parts.scenario.address(side)
+
+    async def action() -> str:
+        seen = []
+        for redirector in parts.redirectors:
+            current = await redirector.current()
+            if current is not None and current != address:
+                raise StepError(f"users are still sent to {current}, expected {address}")
+            seen.append(current or "unreadable")
+        results = await parts.probe(side)
+        if not all(r.ok for r in results.values()):
+            raise StepError(f"{side} fails after redirect: {summary(results)}")
+        return f"users sent to {', '.join(seen) or address}; {side} passes: {summary(results)}"
+
+    return Step("verify", f"read back every redirection ({address}) and probe {side}", action)

@@ -1,0 +1,102 @@
+"""The store: durable scenario state plus the append-only journal of everything that happened.
+
+SQLite by default (``ha.store.sqlite``); an etcd store slots in behind the same interface.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+Side = Literal["production", "replica"]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEvent:
+    """One journal entry. ``id`` is assigned by the store, increasing."""
+
+    kind: str  # transition, step_started, step_done, step_failed, check, command, alert, ...
+    scenario: str | None = None
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    actor: str = "daemon"
+    runbook: str | None = None
+    step: str | None = None
+    ts: float = field(default_factory=time.time)
+    id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ts": self.ts,
+            "kind": self.kind,
+            "scenario": self.scenario,
+            "actor": self.actor,
+            "runbook": self.runbook,
+            "step": self.step,
+            "message": self.message,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioRecord:
+    """The durable state of one scenario."""
+
+    name: str
+    state: str
+    active: Side = "production"
+    paused: bool = False
+    runbook: str | None = None  # id of the runbook in flight, or of the one that blocked
+    runbook_kind: str | None = None  # failover, switchover, failback
+    reason: str | None = None  # why blocked
+    last_switch_at: float | None = None  # end of the last failover/switchover/failback
+    updated_at: float = field(default_factory=time.time)
+
+    def evolve(self, **changes: Any) -> ScenarioRecord:
+        return replace(self, updated_at=time.time(), **changes)
+
+
+class Store(ABC):
+    """Durable state and journal.
+
+    Every write is durable before it returns (it survives SIGKILL and power loss) and atomic.
+    Errors: StoreError. Writes are serialised; reads see every write that returned.
+    """
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Create or open the store. Idempotent."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush and close. Idempotent."""
+
+    @abstractmethod
+    async def append(self, event: JournalEvent) -> JournalEvent:
+        """Append one event; return it with its id. Not idempotent: each call adds an entry."""
+
+    @abstractmethod
+    async def transition(self, record: ScenarioRecord, event: JournalEvent) -> JournalEvent:
+        """Atomically save ``record`` as the scenario's state and append ``event``."""
+
+    @abstractmethod
+    async def scenarios(self) -> dict[str, ScenarioRecord]:
+        """Every saved scenario record by name."""
+
+    @abstractmethod
+    async def events(
+        self,
+        *,
+        after: int = 0,
+        scenario: str | None = None,
+        runbook: str | None = None,
+        limit: int = 1000,
+    ) -> list[JournalEvent]:
+        """Events with id > ``after``, oldest first, optionally of one scenario or runbook."""
+
+    @abstractmethod
+    async def last_event_id(self) -> int:
+        """The id of the newest event, 0 if none."""

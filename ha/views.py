@@ -1,0 +1,46 @@
+"""What the API shows of a scenario: plain JSON, never a secret."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ha.scenario import SIDES, Scenario
+
+
+def scenario_view(scenario: Scenario) -> dict[str, Any]:
+    now = time.time()
+    record = scenario.record
+    sides: dict[str, Any] = {}
+    for side in SIDES:
+        detector = scenario.detectors[side]
+        sides[side] = {
+            "address": scenario.address(side),
+            "dead": detector.is_dead(now),
+            "checks": [
+                {
+                    "check": label,
+                    "ok": state.last.ok if state.last else None,
+                    "down": detector.is_down(label, now),
+                    "failures": state.failures,
+                    "latency_ms": round(state.last.latency * 1000, 2) if state.last else None,
+                    "detail": state.last.detail if state.last else "not probed yet",
+                    "at": state.last.at if state.last else None,
+                }
+                for label, state in detector.checks.items()
+            ],
+        }
+    return {
+        "name": scenario.name,
+        "state": scenario.state,
+        "active": record.active,
+        "active_address": scenario.address(record.active),
+        "paused": record.paused,
+        "mode": scenario.config.failover.mode,
+        "runbook": record.runbook,
+        "runbook_kind": record.runbook_kind,
+        "reason": record.reason,
+        "alert": scenario.alerted,
+        "last_switch_at": record.last_switch_at,
+        **sides,
+    }

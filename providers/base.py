@@ -1,0 +1,81 @@
+"""The provider interface: acting on machines (power state, power on/off, snapshots).
+
+A provider type is a subclass of :class:`Provider` with a ``type`` name and a pydantic ``Config``
+model (whose ``type`` field is ``Literal[<name>]``), registered under the ``ha.providers`` entry
+point group. One instance serves every machine of one configured provider.
+
+Blocking SDKs must run in worker threads (``asyncio.to_thread``): the event loop never blocks.
+Every method maps its SDK's errors into :class:`ha.errors.ProviderError` at one place.
+"""
+
+from __future__ import annotations
+
+import builtins
+from abc import ABC, abstractmethod
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from ha.errors import NotSupported
+
+
+class PowerState(StrEnum):
+    ON = "on"
+    OFF = "off"
+    SUSPENDED = "suspended"
+    UNKNOWN = "unknown"
+
+
+class ProviderConfig(BaseModel):
+    """Settings every provider type has. Subclasses add their own and narrow ``type``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+
+
+class Provider(ABC):
+    """Acts on machines of one platform.
+
+    Deadlines are the caller's (the runbook step wraps each call in its own timeout); methods
+    must be cancellable. Errors: ProviderError (may be transient; the step retries),
+    NotSupported (never retried).
+    """
+
+    type: ClassVar[str]
+    Config: ClassVar[builtins.type[ProviderConfig]]
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        self.name = name
+        self.config = config
+
+    @abstractmethod
+    async def power_state(self, machine: str) -> PowerState:
+        """Read the machine's power state. Read-only."""
+
+    @abstractmethod
+    async def power_on(self, machine: str) -> None:
+        """Power the machine on. Idempotent: a machine already on is left as it is."""
+
+    @abstractmethod
+    async def power_off(self, machine: str, *, hard: bool) -> None:
+        """Power the machine off: ``hard`` cuts power (fencing), else a guest shutdown.
+
+        Idempotent: a machine already off is left as it is.
+        """
+
+    async def snapshot(self, machine: str, name: str) -> str:
+        """Take a snapshot named ``name``; return its id. Not idempotent."""
+        raise NotSupported(f"provider {self.name} ({self.type}) cannot take snapshots")
+
+    async def revert(self, machine: str, snapshot: str) -> None:
+        """Revert the machine to a snapshot. Idempotent."""
+        raise NotSupported(f"provider {self.name} ({self.type}) cannot revert snapshots")
+
+    def describe(self, action: str, machine: str) -> str:
+        """One line for dry runs and the journal: what ``action`` on ``machine`` will do."""
+        return f"{action} {machine} via {self.name} ({self.type})"
+
+    async def close(self) -> None:
+        """Release sessions and connections. Idempotent."""

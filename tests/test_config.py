@@ -1,0 +1,163 @@
+"""Configuration: a bad file is refused with every error's path; `ha validate` exits 2."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ha.cli import main
+from ha.config import load_config
+from ha.errors import ConfigError
+
+GOOD = """
+providers:
+  lab: {type: script, status: "echo on", power_on: "true", power_off: "true"}
+scenarios:
+  - name: web01
+    production: {address: 127.0.0.2, machine: {provider: lab, name: web01}}
+    replica: {address: 127.0.0.3}
+    checks:
+      - {kind: tcp, port: 443, interval: 500ms, timeout: 200ms}
+      - {kind: http, port: 8080}
+    failover: {mode: manual, failures: 2, hold_down: 5m}
+    fence: true
+    redirect:
+      - script: {set: "echo {address}", get: "cat active"}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "ha.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def errors_of(tmp_path: Path, text: str) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    return info.value.errors
+
+
+def test_a_good_file_gives_typed_models(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    scenario = config.scenarios[0]
+    assert scenario.checks[0].interval == 0.5
+    assert scenario.checks[0].timeout == 0.2
+    assert scenario.failover.hold_down == 300
+    assert scenario.failover.mode == "manual"
+    assert config.state == tmp_path / "ha-state.db"
+    assert config.api.token_file == tmp_path / "ha-token"
+    assert config.api.listen == "127.0.0.1"
+
+
+def test_port_out_of_range_names_its_path(tmp_path: Path) -> None:
+    errors = errors_of(tmp_path, GOOD.replace("port: 443", "port: 70000"))
+    assert errors == [
+        ("scenarios[0].checks[0].port", "input should be less than or equal to 65535 (got 70000)")
+    ]
+
+
+def test_unknown_check_kind_names_its_path_and_the_known_kinds(tmp_path: Path) -> None:
+    errors = errors_of(tmp_path, GOOD.replace("kind: http", "kind: htp"))
+    assert len(errors) == 1
+    path, message = errors[0]
+    assert path == "scenarios[0].checks[1]"
+    assert message.startswith("unknown kind 'htp'; known: ")
+    assert "'http'" in message
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD.replace("port: 443", "port: 0").replace("interval: 500ms", "interval: soon")
+    text = text.replace("failures: 2", "failures: 0")
+    paths = [path for path, _ in errors_of(tmp_path, text)]
+    assert paths == [
+        "scenarios[0].checks[0].port",
+        "scenarios[0].checks[0].interval",
+        "scenarios[0].failover.failures",
+    ]
+
+
+def test_duplicate_scenario_names(tmp_path: Path) -> None:
+    text = GOOD + textwrap.indent(
+        textwrap.dedent(
+            """\
+            - name: web01
+              production: {address: 127.0.0.4}
+              replica: {address: 127.0.0.5}
+              checks: [{kind: tcp, port: 22}]
+            """
+        ),
+        "  ",
+    )
+    assert errors_of(tmp_path, text) == [
+        ("scenarios[1].name", "duplicate scenario name 'web01' (first at scenarios[0])")
+    ]
+
+
+def test_references_between_sections(tmp_path: Path) -> None:
+    text = GOOD.replace("provider: lab", "provider: dc9")
+    text = text.replace(
+        "replica: {address: 127.0.0.3}", "replica: {address: 127.0.0.3, standby: true}"
+    )
+    assert errors_of(tmp_path, text) == [
+        ("scenarios[0].production.machine.provider", "unknown provider 'dc9' (defined: lab)"),
+        ("scenarios[0].replica.standby", "a standby replica needs replica.machine to power on"),
+    ]
+
+
+def test_unknown_fields_and_inline_secrets_are_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("fence: true", "fence: true\n    password: hunter2")
+    errors = errors_of(tmp_path, text)
+    assert errors == [("scenarios[0].password", "unknown field")]
+    assert "hunter2" not in str(errors)
+
+
+def test_missing_secret_file_names_the_field(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "- {kind: http, port: 8080}",
+        "- {kind: database, driver: postgresql, user: ha, database: app, password_file: nope.txt}",
+    )
+    errors = errors_of(tmp_path, text)
+    assert [path for path, _ in errors] == ["scenarios[0].checks[1].password_file"]
+    assert "nope.txt" in errors[0][1]
+
+
+def test_malformed_yaml_gives_line_and_column(tmp_path: Path) -> None:
+    errors = errors_of(tmp_path, "scenarios:\n  - name: [web01\n")
+    assert len(errors) == 1
+    assert ":3:1: invalid YAML" in errors[0][1]
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    errors = errors_of(tmp_path, "state: a.db\nstate: b.db\n")
+    assert "key 'state' is given twice" in errors[0][1]
+
+
+def test_ha_validate_prints_each_error_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD.replace("port: 443", "port: 70000"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: invalid configuration" in err
+    assert "scenarios[0].checks[0].port: input should be less than or equal to 65535" in err
+
+
+def test_ha_validate_accepts_a_good_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD)
+    assert main(["validate", str(path)]) == 0
+    assert "valid (1 scenarios, 1 providers)" in capsys.readouterr().out
+
+
+def test_the_daemon_refuses_an_invalid_file_and_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD.replace("kind: http", "kind: nope"))
+    assert main(["daemon", "-c", str(path)]) == 2
+    assert "scenarios[0].checks[1]: unknown kind 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "ha-state.db").exists()
+    assert not (tmp_path / "ha-token").exists()
