@@ -1,0 +1,76 @@
+"""TCP check: the target accepts a connection on a port (then it is closed at once).
+
+Cheap on purpose, as a monitor may run thousands per second: one non-blocking socket and
+``loop.sock_connect``, no streams. IP literals (IPv4 and IPv6) are used as they are; a host name
+is resolved on each probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import ssl
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from checks.base import Check, CheckConfig, CheckFailed
+
+
+class TcpConfig(CheckConfig):
+    kind: Literal["tcp"]
+    port: int = Field(..., ge=1, le=65535, description="TCP port that must accept connections")
+
+
+class TcpCheck(Check):
+    kind: ClassVar[str] = "tcp"
+    Config: ClassVar[type[CheckConfig]] = TcpConfig
+    config: TcpConfig
+
+    def __init__(self, config: CheckConfig, target: str) -> None:
+        super().__init__(config, target)
+        self._family = _literal_family(target)
+
+    async def attempt(self) -> str:
+        port = self.config.port
+        try:
+            await self._connect(port)
+        except OSError as exc:
+            raise CheckFailed(socket_error_detail(exc, port) or str(exc)) from exc
+        return f"port {port} open"
+
+    async def _connect(self, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        family = self._family
+        address: tuple[Any, ...] = (self.target, port)
+        if family is None:
+            infos = await loop.getaddrinfo(self.target, port, type=socket.SOCK_STREAM)
+            family, address = infos[0][0], infos[0][4]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        finally:
+            sock.close()
+
+
+def socket_error_detail(exc: BaseException | None, port: int) -> str | None:
+    """``port 5432: connection refused`` when exc, or an error it was raised from, is a socket
+    error; None when there is none. Shared by the checks that connect over TCP."""
+    while exc is not None:
+        if isinstance(exc, socket.gaierror):
+            return f"cannot resolve host: {exc.strerror}"
+        if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.errno:
+            return f"port {port}: {os.strerror(exc.errno).lower()}"
+        exc = exc.__cause__
+    return None
+
+
+def _literal_family(target: str) -> socket.AddressFamily | None:
+    try:
+        version = ipaddress.ip_address(target).version
+    except ValueError:
+        return None
+    return socket.AF_INET6 if version == 6 else socket.AF_INET
