@@ -113,7 +113,13 @@ async def command(request: web.Request) -> web.Response:
     if outcome.status == "conflict":
         return error(409, outcome.message)
     return web.json_response(
-        {"status": "accepted", "message": outcome.message, "runbook": outcome.runbook}, status=202
+        {
+            "status": "accepted",
+            "message": outcome.message,
+            "runbook": outcome.runbook,
+            "command": outcome.command,
+        },
+        status=202,
     )
 
 

@@ -64,13 +64,12 @@ def cmd_push(args: argparse.Namespace) -> int:
         return EXIT_OK
     runbook = answer.get("runbook")
     print(f"accepted: {answer['message']}" + (f" (runbook {runbook})" if runbook else ""))
-    if args.wait and runbook and args.command in ("failover", "switchover", "failback"):
-        return _follow_runbook(client, args.name, runbook)
+    if getattr(args, "wait", False) and runbook:
+        return _follow_runbook(client, runbook, after=answer["command"])
     return EXIT_OK
 
 
-def _follow_runbook(client: ApiClient, name: str, runbook: str) -> int:
-    after = 0
+def _follow_runbook(client: ApiClient, runbook: str, after: int) -> int:
     while True:
         found = client.request(
             "GET", f"/v1/events?runbook={runbook}&after={after}&wait=30", timeout=45

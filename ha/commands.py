@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from ha.detector import Detector
 from ha.machine import COMMANDS, TRANSITIONS, refusal
@@ -27,7 +27,7 @@ class Outcome:
     status: Literal["accepted", "conflict"]
     message: str
     runbook: str | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    command: int | None = None  # journal id of the command: its effects come after it
 
 
 @dataclass

@@ -12,6 +12,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter, deque
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -264,7 +265,7 @@ class Daemon:
             )
         )
         if not intent.future.done():
-            intent.future.set_result(outcome)
+            intent.future.set_result(replace(outcome, command=event.id))
 
     # Checks.
 

@@ -18,10 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from ha.config import load_config
-
 SERVERS = {"production": "127.0.0.2", "replica": "127.0.0.3"}
 SCENARIO = "demo-web"
 
@@ -54,15 +50,15 @@ def power(action: str, name: str, directory: Path) -> int:
         print("on" if pid else "off")
     elif action == "on" and pid is None:
         port = int((directory / "port").read_text())
-        log = (directory / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "http.server", "--bind", SERVERS[name], str(port)],
-            cwd=directory / name,
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with (directory / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "http.server", "--bind", SERVERS[name], str(port)],
+                cwd=directory / name,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         (directory / f"{name}.pid").write_text(str(process.pid))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -78,7 +74,10 @@ def power(action: str, name: str, directory: Path) -> int:
 
 
 def write_config(directory: Path, port: int) -> Path:
+    import yaml
+
     power_cmd = [sys.executable, "-m", "ha.demo", "power"]
+    active = directory / "active-address"
     config = {
         "state": "ha-state.db",
         "api": {"port": 8470, "token_file": "ha-token"},
@@ -109,8 +108,8 @@ def write_config(directory: Path, port: int) -> Path:
                 "redirect": [
                     {
                         "script": {
-                            "set": ["sh", "-c", 'echo "$HA_ADDRESS" > active-address'],
-                            "get": ["cat", "active-address"],
+                            "set": ["sh", "-c", f'echo "$HA_ADDRESS" > {active}'],
+                            "get": ["cat", str(active)],
                         }
                     }
                 ],
@@ -123,6 +122,7 @@ def write_config(directory: Path, port: int) -> Path:
 
 
 def run_demo(directory: Path) -> int:
+    from ha.config import load_config
     from ha.service import run_daemon
 
     directory = directory.resolve()
@@ -141,7 +141,7 @@ def run_demo(directory: Path) -> int:
     config = load_config(config_path)
     for name in SERVERS:
         power("on", name, directory)
-    ha = shutil.which("ha") or "ha"
+    ha = shutil.which("ha") or str(Path(sys.argv[0]).absolute())
     print(
         f"""
 ha demo: scenario {SCENARIO}

@@ -27,9 +27,11 @@ class Detector:
         self.since = now  # when watching began: the is-alive timeout counts from here
 
     def reset(self, now: float) -> None:
-        """Forget the past: after the scenario changed state, evidence starts anew."""
-        for label in self.checks:
-            self.checks[label] = CheckState()
+        """After the scenario changed state, evidence of death starts anew (the last results stay,
+        for status and for telling changes)."""
+        for check in self.checks.values():
+            check.failures = 0
+            check.last_ok_at = None
         self.since = now
 
     def record(self, label: str, result: CheckResult) -> bool:

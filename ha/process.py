@@ -11,6 +11,7 @@ import contextlib
 import os
 import shlex
 import signal
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ Command = str | list[str]
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     returncode: int | None  # None when it was killed for its timeout
-    output: str  # stdout and stderr interleaved, truncated to the last OUTPUT_LIMIT characters
+    output: str  # stdout and stderr interleaved, the last OUTPUT_LIMIT bytes
     timed_out: bool
 
     @property
@@ -64,47 +65,38 @@ async def run_command(
 ) -> CommandResult:
     """Run argv with the given extra environment; never raises for the command's own failure.
 
+    Output goes to a temporary file, not a pipe, so that a child that outlives the command (and
+    keeps its stdout) cannot hold us past the command's own exit or its timeout.
     Raises OSError only when the program cannot be started at all (not found, not executable).
     """
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=full_env,
-        cwd=cwd,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
-    chunks: list[bytes] = []
-    kept = 0
-
-    async def read_all() -> None:
-        nonlocal kept
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):
-            chunks.append(chunk)
-            kept += len(chunk)
-            while kept - len(chunks[0]) >= OUTPUT_LIMIT and len(chunks) > 1:
-                kept -= len(chunks.pop(0))
-
-    timed_out = False
-    try:
-        async with asyncio.timeout(timeout):
-            await read_all()
-            await proc.wait()
-    except TimeoutError:
-        timed_out = True
-    finally:
-        if proc.returncode is None:
-            _kill_group(proc.pid)
-            await proc.wait()
-    output = b"".join(chunks)[-OUTPUT_LIMIT:].decode("utf-8", "replace")
+    with tempfile.TemporaryFile() as output:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            async with asyncio.timeout(timeout):
+                await proc.wait()
+        except TimeoutError:
+            timed_out = True
+        finally:
+            if proc.returncode is None:
+                _kill_group(proc.pid)
+                await proc.wait()
+        size = output.seek(0, os.SEEK_END)
+        output.seek(max(0, size - OUTPUT_LIMIT))
+        text = output.read().decode("utf-8", "replace")
     return CommandResult(
-        returncode=None if timed_out else proc.returncode, output=output, timed_out=timed_out
+        returncode=None if timed_out else proc.returncode, output=text, timed_out=timed_out
     )
 
 

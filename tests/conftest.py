@@ -1,6 +1,26 @@
 """Shared fixtures. Real servers are started by the fixtures in tests/servers/ (on loopback)."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.site import Site
+
 pytest_plugins = [
     "tests.servers.postgres",
     "tests.servers.mariadb",
 ]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    """Two demo services on 127.0.0.2 and 127.0.0.3 with a daemon config; all stopped after."""
+    site = Site(tmp_path)
+    try:
+        site.start_servers()
+        yield site
+    finally:
+        site.close()

@@ -59,4 +59,4 @@ def test_record_reports_only_changes_of_ok_and_reset_forgets() -> None:
     assert detector.is_dead(3) is True
     detector.reset(4)
     assert detector.is_dead(4) is False
-    assert detector.is_healthy() is False
+    assert detector.record("tcp", result(False, 5)) is False
