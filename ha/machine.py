@@ -104,4 +104,7 @@ def diagram() -> str:
         title="ha-orchestrator scenario",
         show_conditions=True,
     )
-    return str(machine.get_graph().draw(None))
+    source = str(machine.get_graph().draw(None))
+    # Keep the graph, drop the styling (it would mark the template's own state as the active one).
+    lines = [line.rstrip() for line in source.splitlines()]
+    return "\n".join(line for line in lines if not line.lstrip().startswith(("classDef", "Class ")))
