@@ -73,6 +73,17 @@ def power(action: str, name: str, directory: Path) -> int:
     return 0
 
 
+def _free_api_port() -> int:
+    for port in range(8470, 8570):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit("demo: no free port between 8470 and 8570 on 127.0.0.1")
+
+
 def write_config(directory: Path, port: int) -> Path:
     import yaml
 
@@ -80,7 +91,7 @@ def write_config(directory: Path, port: int) -> Path:
     active = directory / "active-address"
     config = {
         "state": "ha-state.db",
-        "api": {"port": 8470, "token_file": "ha-token"},
+        "api": {"port": _free_api_port(), "token_file": "ha-token"},
         "providers": {
             "demo": {
                 "type": "script",
@@ -127,9 +138,9 @@ def run_demo(directory: Path) -> int:
 
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    port = int((directory / "port").read_text()) if (directory / "port").exists() else None
-    if port is None or _pid(directory, "production") is None:
-        port = port or _free_port(list(SERVERS.values()))
+    for name in SERVERS:
+        power("off", name, directory)  # left over from a demo that was killed
+    port = _free_port(list(SERVERS.values()))
     (directory / "port").write_text(str(port))
     for name in SERVERS:
         (directory / name).mkdir(exist_ok=True)
@@ -157,11 +168,15 @@ In another terminal:
   {ha} failback {SCENARIO}         # power production on again and return to it
   {ha} switchover {SCENARIO} --dry-run
 
-The daemon runs below; Ctrl-C stops it (the demo's servers keep running; run again to resume).
+The daemon runs below; Ctrl-C stops it and the demo's servers (run again to resume).
 """,
         flush=True,
     )
-    asyncio.run(run_daemon(config))
+    try:
+        asyncio.run(run_daemon(config))
+    finally:
+        for name in SERVERS:
+            power("off", name, directory)
     return 0
 
 

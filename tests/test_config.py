@@ -161,3 +161,33 @@ def test_the_daemon_refuses_an_invalid_file_and_starts_nothing(
     assert "scenarios[0].checks[1]: unknown kind 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "ha-state.db").exists()
     assert not (tmp_path / "ha-token").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("scenarios: [name: x\n", ":2:1: invalid YAML"),
+        (GOOD.replace("kind: http", "kind: htp"), "scenarios[0].checks[1]: unknown kind 'htp'"),
+        (GOOD.replace("port: 443", "port: 70000"), "scenarios[0].checks[0].port:"),
+        (
+            GOOD.replace(
+                "kind: http, port: 8080",
+                "kind: database, driver: mysql, user: u, password_file: gone",
+            ),
+            "scenarios[0].checks[1].password_file: cannot read",
+        ),
+        (
+            GOOD + GOOD.split("scenarios:\n", 1)[1],
+            "scenarios[1].name: duplicate scenario name 'web01'",
+        ),
+    ],
+)
+def test_each_bad_input_exits_2_naming_the_place_and_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str
+) -> None:
+    path = write(tmp_path, text)
+    assert main(["validate", str(path)]) == 2
+    assert where in capsys.readouterr().err
+    assert main(["daemon", "-c", str(path)]) == 2
+    assert where in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ha.yaml"]

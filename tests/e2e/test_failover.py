@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 from tests.e2e.site import Site
@@ -142,3 +144,42 @@ def test_sigterm_stops_the_daemon_cleanly(site: Site) -> None:
     site.start_daemon()
     assert site.stop_daemon(signal.SIGTERM) == 0
     assert '"event": "daemon stopped"' in site.log()
+
+
+def test_hold_down_after_a_failback_keeps_production_from_flapping(site: Site) -> None:
+    site.write_config(hold_down="1m")
+    site.start_daemon()
+    os.kill(site.pid("production") or 0, signal.SIGKILL)
+    site.wait_state("switched")
+    assert site.ha("failback", "web", "--wait").returncode == 0
+
+    os.kill(site.pid("production") or 0, signal.SIGKILL)
+    site.wait_until(
+        lambda: any("hold-down after the last switch" in e["message"] for e in site.journal()),
+        10,
+        "a hold-down alert is journaled",
+    )
+    assert site.state() == ("running", "production")
+    assert site.transitions().count("running -> failing_over") == 1
+
+
+def test_events_follow_prints_new_events_as_they_happen(site: Site) -> None:
+    site.write_config()
+    site.start_daemon()
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "ha", "events", "--follow", "-c", str(site.config_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert site.ha("stop", "web").returncode == 0
+        assert follow.stdout is not None
+        lines = []
+        while "running -> stopped" not in "".join(lines):
+            lines.append(follow.stdout.readline())
+        assert any("command: stop requested [api:" in line for line in lines)
+    finally:
+        follow.terminate()
+        follow.wait()
+        if follow.stdout is not None:
+            follow.stdout.close()
