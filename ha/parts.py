@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from checks import Check, check_kinds
 from ha.config import Config, ScenarioConfig
-from ha.redirect import Redirector
+from ha.redirect import Redirector, Target
 from ha.redirect.script import ScriptRedirector
 from ha.scenario import SIDES, check_labels
 from ha.store import Side
@@ -29,8 +29,9 @@ def build_providers(config: Config) -> dict[str, Provider]:
 
 
 def build_redirectors(scenario: ScenarioConfig) -> list[Redirector]:
+    target = Target(scenario.name, scenario.production.address, scenario.replica.address)
     redirectors: list[Redirector] = []
     for entry in scenario.redirect:
         if entry.script is not None:
-            redirectors.append(ScriptRedirector(scenario.name, entry.script))
+            redirectors.append(ScriptRedirector(target, entry.script))
     return redirectors

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ha.errors import NotSupported, ProviderError, RedirectError
+from ha.redirect import Target
 from ha.redirect.script import ScriptRedirectConfig, ScriptRedirector
 from providers import PowerState
 from providers.script import ScriptProvider, ScriptProviderConfig
@@ -58,7 +59,7 @@ async def test_snapshots_need_their_commands(tmp_path: Path) -> None:
 async def test_the_redirector_sets_and_reads_back(tmp_path: Path) -> None:
     target = tmp_path / "dns"
     redirect = ScriptRedirector(
-        "web01",
+        Target("web01", "127.0.0.2", "127.0.0.3"),
         ScriptRedirectConfig(
             set=["sh", "-c", f'echo "$HA_SCENARIO {{address}}" > {target}'],
             get=["sh", "-c", f"cut -d' ' -f2 {target}"],
@@ -70,7 +71,9 @@ async def test_the_redirector_sets_and_reads_back(tmp_path: Path) -> None:
 
 
 async def test_the_redirector_without_get_cannot_tell_and_reports_failures() -> None:
-    redirect = ScriptRedirector("web01", ScriptRedirectConfig(set="false"))
+    redirect = ScriptRedirector(
+        Target("web01", "127.0.0.2", "127.0.0.3"), ScriptRedirectConfig(set="false")
+    )
     assert await redirect.current() is None
     with pytest.raises(RedirectError, match="redirect set: exit 1"):
         await redirect.point_to("127.0.0.3")

@@ -1,12 +1,24 @@
 """Redirection: how users follow the active server.
 
-A redirector is built per scenario and per ``redirect`` entry of its config. Deadlines are the
-caller's (the runbook step wraps each call); errors are :class:`ha.errors.RedirectError`.
+A redirector is built per scenario and per ``redirect`` entry of its config, from a
+:class:`Target` (the scenario's name and both addresses) and the entry's own config model.
+Deadlines are the caller's (the runbook step wraps each call); errors are
+:class:`ha.errors.RedirectError`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a redirector knows of its scenario."""
+
+    scenario: str
+    production: str  # production's address
+    replica: str  # the replica's address
 
 
 class Redirector(ABC):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ha.duration import Duration
 from ha.errors import RedirectError
 from ha.process import Command, argv_of, run_command
-from ha.redirect import Redirector
+from ha.redirect import Redirector, Target
 
 
 class ScriptRedirectConfig(BaseModel):
@@ -24,8 +24,8 @@ class ScriptRedirectConfig(BaseModel):
 
 
 class ScriptRedirector(Redirector):
-    def __init__(self, scenario: str, config: ScriptRedirectConfig) -> None:
-        self.scenario = scenario
+    def __init__(self, target: Target, config: ScriptRedirectConfig) -> None:
+        self.scenario = target.scenario
         self.config = config
 
     async def _run(self, action: str, command: Command, address: str = "") -> str:
