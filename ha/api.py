@@ -20,7 +20,7 @@ from ha.runbook import Runbook
 from ha.scenario import Scenario
 from ha.steps import build_steps
 from ha.token import TokenCheck
-from ha.views import scenario_view
+from ha.views import proposal_report, scenario_view
 
 LOOP_DEADLINE = 10.0  # the loop must take a command within this long, else 503
 WAIT_LIMIT = 60.0  # longest long-poll on /v1/events
@@ -65,7 +65,13 @@ def _scenario(request: web.Request) -> Scenario:
 
 async def status(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    return web.json_response({"scenarios": [scenario_view(s) for s in daemon.scenarios.values()]})
+    return web.json_response(
+        {
+            "scenarios": [scenario_view(s) for s in daemon.scenarios.values()],
+            "budget": daemon.autopilot.budget.describe(),
+            "observe_only": daemon.config.safety.observe_only,
+        }
+    )
 
 
 async def scenario(request: web.Request) -> web.Response:
@@ -103,8 +109,20 @@ async def command(request: web.Request) -> web.Response:
         return error(409, why_not)
     if body.get("dry_run"):
         return web.json_response(await _plan(daemon, target, action, force))
-    actor = "api:" + request.headers.get("X-HA-Actor", "anonymous")[:100]
-    intent = Intent(action=action, scenario=target.name, actor=actor, force=force)
+    intent = Intent(action=action, scenario=target.name, actor=_actor(request), force=force)
+    return await _submit(daemon, intent)
+
+
+def _actor(request: web.Request) -> str:
+    return "api:" + request.headers.get("X-HA-Actor", "anonymous")[:100]
+
+
+async def rearm(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return await _submit(daemon, Intent(action="rearm", scenario="", actor=_actor(request)))
+
+
+async def _submit(daemon: Daemon, intent: Intent) -> web.Response:
     daemon.submit(intent)
     try:
         outcome = await asyncio.wait_for(asyncio.shield(intent.future), LOOP_DEADLINE)
@@ -149,6 +167,7 @@ async def _plan(daemon: Daemon, target: Scenario, action: str, force: bool) -> d
         plans = {
             "run": "start the checks; fail over automatically when production dies",
             "stop": "stop the checks; no automatic action",
+            "abort": "give up the blocked runbook; the active side stays as it is now",
             "pause": "keep checking and reporting; take no automatic action",
             "resume": "take automatic actions again",
         }
@@ -183,6 +202,21 @@ async def events(request: web.Request) -> web.Response:
     return web.json_response({"events": [e.to_json() for e in found]})
 
 
+async def proposals(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.query.get("scenario")
+    if name is not None and name not in daemon.scenarios:
+        return error(404, f"no scenario named {name!r}")
+    kinds = ("proposal", "proposal_cancelled", "production_recovered")
+    found = await daemon.store.events(scenario=name, kinds=kinds, limit=100_000)
+    return web.json_response(
+        {
+            "proposals": [e.to_json() for e in found if e.kind == "proposal"],
+            "report": proposal_report(found),
+        }
+    )
+
+
 async def state_diagram(request: web.Request) -> web.Response:
     return web.Response(text=diagram(), content_type="text/plain")
 
@@ -195,5 +229,7 @@ def create_app(daemon: Daemon, token: str) -> web.Application:
     app.router.add_get("/v1/scenarios/{name}", scenario)
     app.router.add_post("/v1/scenarios/{name}/{action}", command)
     app.router.add_get("/v1/events", events)
+    app.router.add_get("/v1/proposals", proposals)
+    app.router.add_post("/v1/rearm", rearm)
     app.router.add_get("/v1/diagram", state_diagram)
     return app

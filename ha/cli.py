@@ -12,7 +12,7 @@ from pathlib import Path
 from ha.client import ApiClient, ApiError, ApiUnavailable
 from ha.config import Config, load_config
 from ha.errors import ConfigError, HAError
-from ha.format import event_line, plan_lines, status_table
+from ha.format import event_line, plan_lines, proposal_lines, status_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 PUSH_BUTTONS = {
@@ -23,6 +23,7 @@ PUSH_BUTTONS = {
     "failback": "make production active again after a failover or switchover",
     "pause": "maintenance: keep checking and reporting, take no automatic action",
     "resume": "end maintenance: automatic actions again",
+    "abort": "give up a blocked runbook; the active side stays as it is",
 }
 
 
@@ -51,7 +52,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     data = ApiClient(_load(args)).request("GET", "/v1/status")
-    print(json.dumps(data, indent=2) if args.json else status_table(data["scenarios"]))
+    print(json.dumps(data, indent=2) if args.json else status_table(data))
     return EXIT_OK
 
 
@@ -97,6 +98,19 @@ def cmd_events(args: argparse.Namespace) -> int:
             print(json.dumps(event) if args.json else event_line(event), flush=True)
         if not args.follow and len(found["events"]) < 1000:
             return EXIT_OK
+
+
+def cmd_proposals(args: argparse.Namespace) -> int:
+    query = f"?scenario={args.name}" if args.name else ""
+    data = ApiClient(_load(args)).request("GET", f"/v1/proposals{query}")
+    print(json.dumps(data, indent=2) if args.json else "\n".join(proposal_lines(data)))
+    return EXIT_OK
+
+
+def cmd_rearm(args: argparse.Namespace) -> int:
+    answer = ApiClient(_load(args)).request("POST", "/v1/rearm", {})
+    print(f"accepted: {answer['message']}")
+    return EXIT_OK
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
@@ -152,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", type=int, default=0, help="only events after this id")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser(
+        "proposals", parents=[common], help="what the daemon proposed or would have done, and why"
+    )
+    p.add_argument("name", nargs="?", help="only this scenario")
+    p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    p.set_defaults(func=cmd_proposals)
+
+    p = sub.add_parser("rearm", parents=[common], help="re-arm a spent fleet-wide failover budget")
+    p.set_defaults(func=cmd_rearm)
 
     p = sub.add_parser("diagram", help="print the scenario state machine (mermaid)")
     p.set_defaults(func=cmd_diagram)

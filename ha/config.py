@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -24,6 +25,7 @@ from checks import CheckConfig, check_kinds
 from ha.config_errors import format_validation_error, load_yaml
 from ha.duration import Duration
 from ha.errors import ConfigError
+from ha.hooks import HooksConfig
 from ha.redirect.script import ScriptRedirectConfig
 from providers import ProviderConfig, provider_types
 
@@ -76,8 +78,9 @@ class ServerConfig(Model):
 
 
 class FailoverPolicy(Model):
-    mode: Literal["automatic", "manual"] = Field(
-        "automatic", description="manual: alert and wait for `ha failover`"
+    mode: Literal["automatic", "manual", "observe"] = Field(
+        "automatic",
+        description="manual: alert and wait for `ha failover`; observe: journal a proposal instead",
     )
     failures: int = Field(3, ge=1, description="consecutive failed probes before a check is down")
     dead_after: Duration | None = Field(
@@ -89,6 +92,30 @@ class FailoverPolicy(Model):
     hold_down: Duration = Field(
         300.0, description="no automatic failover this long after a failover or failback"
     )
+    recovery_block: Duration = Field(
+        0.0, description="no second automatic failover of this scenario this long after one"
+    )
+    grace: Duration = Field(
+        0.0, description="wait this long after production is declared dead; recovery cancels"
+    )
+
+
+class FailbackPolicy(Model):
+    mode: Literal["manual", "automatic"] = Field(
+        "manual", description="automatic: fail back once production has been healthy stable_for"
+    )
+    stable_for: Duration = Field(300.0, gt=0, description="production healthy this long first")
+
+
+def _fence_mode(value: object) -> object:
+    if value is True:
+        return "required"
+    if value is False:
+        return "off"
+    return value
+
+
+FenceMode = Annotated[Literal["off", "required", "best_effort"], BeforeValidator(_fence_mode)]
 
 
 class RunbookPolicy(Model):
@@ -119,9 +146,15 @@ class ScenarioConfig(Model):
     replica: ServerConfig
     checks: list[CheckSpec] = Field(min_length=1)
     failover: FailoverPolicy = FailoverPolicy()
-    fence: bool = Field(False, description="power production off before activating the replica")
+    failback: FailbackPolicy = FailbackPolicy()
+    fence: FenceMode = Field(
+        "off",
+        description="power production off before activating the replica: required (true), "
+        "best_effort (go on when production cannot be reached) or off (false)",
+    )
     redirect: list[RedirectConfig] = Field(default_factory=list)
     runbook: RunbookPolicy = RunbookPolicy()
+    hooks: HooksConfig = HooksConfig()
     start: Literal["running", "stopped"] = Field(
         "running", description="state on the daemon's first start"
     )
@@ -134,6 +167,20 @@ class ApiConfig(Model):
         Path("ha-token"),
         description="bearer token, generated (mode 0600) on first start",
         validate_default=True,
+    )
+
+
+class BudgetConfig(Model):
+    failovers: int = Field(ge=1, description="automatic failovers allowed in the window")
+    window: Duration = Field(gt=0, description="sliding window, e.g. 10m")
+
+
+class SafetyConfig(Model):
+    observe_only: bool = Field(
+        False, description="every automatic failover becomes a proposal, for every scenario"
+    )
+    budget: BudgetConfig | None = Field(
+        None, description="fleet-wide: once spent, automatic failover turns observe-only"
     )
 
 
@@ -150,6 +197,7 @@ class Config(Model):
     )
     api: ApiConfig = Field(default_factory=ApiConfig)
     log: LogConfig = LogConfig()
+    safety: SafetyConfig = SafetyConfig()
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
     scenarios: list[ScenarioConfig] = Field(default_factory=list)
 
@@ -188,7 +236,7 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
                         f"unknown provider {machine.provider!r} (defined: {known})",
                     )
                 )
-        if scenario.fence and scenario.production.machine is None:
+        if scenario.fence != "off" and scenario.production.machine is None:
             errors.append(
                 (f"{where}.fence", "fencing needs production.machine, to power production off")
             )

@@ -10,22 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import structlog
 
 from checks import Check, CheckResult
+from ha.autopilot import Autopilot, new_runbook_id
 from ha.commands import RUNBOOK_COMMANDS, Intent, Outcome, conflict
 from ha.config import Config
+from ha.hooks import Background, HookConfig
 from ha.machine import RUNBOOK_STATES, build_machine
 from ha.monitor import Monitor
 from ha.parts import build_checks, build_providers, build_redirectors
 from ha.runbook import Runbook, RunbookCancelled
 from ha.scenario import Scenario
-from ha.steps import Parts, build_steps
+from ha.steps import Parts, build_steps, hook_env
 from ha.store import JournalEvent, ScenarioRecord, Side, Store
 from ha.store.sqlite import SqliteStore
 
@@ -51,11 +53,14 @@ class Daemon:
         self.intents: asyncio.Queue[Intent] = asyncio.Queue()
         self._status = ""
         self.monitor = Monitor(self._on_result)
+        self.autopilot = Autopilot(config, self.store)
+        self.background = Background()
 
     # Start and stop.
 
     async def start(self) -> None:
         await self.store.open()
+        await self.autopilot.restore()
         records = await self.store.scenarios()
         for config in self.config.scenarios:
             record = records.get(config.name)
@@ -80,6 +85,7 @@ class Daemon:
                 providers=self.providers,
                 redirectors=build_redirectors(config),
                 probe=self._prober(config.name),
+                proposal=self._proposal_of(config.name),
             )
             if scenario.state != "stopped":
                 self.monitor.watch(config.name, self.checks[config.name])
@@ -97,6 +103,7 @@ class Daemon:
 
     async def stop(self) -> None:
         self.monitor.close()
+        await self.background.close()
         tasks = list(self.runbooks.values())
         for task in tasks:
             task.cancel()
@@ -137,49 +144,61 @@ class Daemon:
         self._report_status()
 
     async def _evaluate(self, scenario: Scenario, now: float) -> None:
-        if scenario.state != "running" or scenario.record.paused:
+        if scenario.record.paused:
             return
-        production = scenario.detectors["production"]
-        if not production.is_dead(now):
-            scenario.alerted = None
-            return
-        reason = f"production dead: {', '.join(production.down(now))} down"
-        policy = scenario.config.failover
-        last = scenario.record.last_switch_at
-        why_not = conflict(scenario, "failover", force=False, now=now)
-        if why_not is None and policy.mode == "manual":
-            why_not = f"failover is manual: run `ha failover {scenario.name}`"
-        if why_not is None and last is not None and now - last < policy.hold_down:
-            why_not = f"hold-down after the last switch until {time.ctime(last + policy.hold_down)}"
-        if why_not is not None:
-            await self._alert(scenario, f"{reason}; not failing over: {why_not}")
-            return
-        await self._trigger(scenario, "failover", actor="detector", reason=reason)
-
-    async def _alert(self, scenario: Scenario, message: str) -> None:
-        if scenario.alerted == message:
-            return
-        scenario.alerted = message
-        log.warning("alert", scenario=scenario.name, message=message)
-        await self.store.append(JournalEvent(kind="alert", scenario=scenario.name, message=message))
+        parts = self.parts[scenario.name]
+        if scenario.state == "running":
+            kwargs = await self.autopilot.on_running(scenario, parts, now)
+            if kwargs is not None:
+                await self._trigger(scenario, "failover", **kwargs)
+        elif scenario.state == "switched":
+            kwargs = await self.autopilot.on_switched(scenario, parts, now)
+            if kwargs is not None:
+                await self._trigger(scenario, "failback", **kwargs)
 
     async def _trigger(self, scenario: Scenario, trigger: str, **kwargs: Any) -> bool:
         """Pull a trigger; True when the state changed (read the state, not transitions' answer)."""
         before = scenario.state
-        if trigger in RUNBOOK_COMMANDS and scenario.state != "blocked":
-            kwargs["runbook"] = uuid.uuid4().hex[:12]
-        elif trigger in RUNBOOK_COMMANDS:
+        if trigger in RUNBOOK_COMMANDS and scenario.state == "blocked":
             kwargs["runbook"] = scenario.record.runbook
         await scenario.trigger(trigger, **kwargs)
         return scenario.state != before
 
-    async def _after_transition(self, scenario: Scenario, trigger: str) -> None:
+    async def _after_transition(self, scenario: Scenario, trigger: str, source: str) -> None:
+        self.autopilot.forget(scenario)
         if scenario.state == "stopped":
             self.monitor.unwatch(scenario.name)
         else:
             self.monitor.watch(scenario.name, self.checks[scenario.name])
         if scenario.state in RUNBOOK_STATES:
             self._start_runbook(scenario)
+        hooks = scenario.config.hooks
+        event = {
+            "scenario": scenario.name,
+            "from": source,
+            "to": scenario.state,
+            "trigger": trigger,
+            "active": scenario.record.active,
+            "runbook": scenario.record.runbook,
+            "reason": scenario.record.reason,
+        }
+        env = hook_env(scenario, trigger)
+        self.background.fire(hooks.on_state_change, event, env, self._hook_report)
+        if trigger == "finish":
+            after = hooks.post_failback if source == "failing_back" else hooks.post_failover
+            self.background.fire(after, event, env, self._hook_report)
+
+    async def _hook_report(
+        self, hook: HookConfig, event: Mapping[str, Any], said: str, ok: bool
+    ) -> None:
+        await self.store.append(
+            JournalEvent(
+                kind="hook",
+                scenario=event.get("scenario"),
+                message=said,
+                data={"hook": hook.label, "ok": ok, "to": event.get("to")},
+            )
+        )
 
     # Runbooks.
 
@@ -191,6 +210,7 @@ class Daemon:
             record.runbook_kind,
             self.parts[scenario.name],
             force=scenario.name in self.forced,
+            runbook=record.runbook,
         )
         self.forced.discard(scenario.name)
         runbook = Runbook(
@@ -229,6 +249,9 @@ class Daemon:
         self.wake.set()
 
     async def _apply_intent(self, intent: Intent) -> None:
+        if intent.action == "rearm":
+            await self._rearm(intent)
+            return
         scenario = self.scenarios[intent.scenario]
         event = await self.store.append(
             JournalEvent(
@@ -248,7 +271,20 @@ class Daemon:
         else:
             if intent.force:
                 self.forced.add(intent.scenario)
-            changed = await self._trigger(scenario, intent.action, actor=intent.actor)
+            kwargs: dict[str, Any] = {"actor": intent.actor}
+            if intent.action in RUNBOOK_COMMANDS and scenario.state != "blocked":
+                kwargs["runbook"] = new_runbook_id()
+                proposal = await self.autopilot.propose(
+                    scenario,
+                    self.parts[scenario.name],
+                    intent.action,
+                    f"requested by {intent.actor}",
+                    "operator",
+                    kwargs["runbook"],
+                    actor=intent.actor,
+                )
+                kwargs["proposal"] = proposal.id
+            changed = await self._trigger(scenario, intent.action, **kwargs)
             message = f"{intent.scenario} is {scenario.state.replace('_', ' ')}"
             outcome = Outcome("accepted", message, scenario.record.runbook)
             if not changed:
@@ -267,7 +303,25 @@ class Daemon:
         if not intent.future.done():
             intent.future.set_result(replace(outcome, command=event.id))
 
+    async def _rearm(self, intent: Intent) -> None:
+        why_not = await self.autopilot.rearm(intent.actor)
+        if why_not is None:
+            outcome = Outcome(
+                "accepted", f"failover budget re-armed: {self.autopilot.budget.describe()}"
+            )
+        else:
+            outcome = Outcome("conflict", why_not)
+        if not intent.future.done():
+            intent.future.set_result(outcome)
+
     # Checks.
+
+    def _proposal_of(self, name: str) -> Any:
+        async def proposal(runbook: str) -> dict[str, Any]:
+            found = await self.store.events(scenario=name, runbook=runbook, kinds=("proposal",))
+            return {"proposal": found[-1].id, **found[-1].data} if found else {"runbook": runbook}
+
+        return proposal
 
     def _prober(self, name: str) -> Any:
         async def probe(side: Side) -> dict[str, CheckResult]:

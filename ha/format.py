@@ -19,7 +19,8 @@ def _checks(side: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
-def status_table(scenarios: list[dict[str, Any]]) -> str:
+def status_table(status: dict[str, Any]) -> str:
+    scenarios = status["scenarios"]
     if not scenarios:
         return "no scenarios configured"
     rows = [("SCENARIO", "STATE", "ACTIVE", "MODE", "PRODUCTION", "REPLICA")]
@@ -45,6 +46,9 @@ def status_table(scenarios: list[dict[str, Any]]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
         for row in rows
     ]
+    notes.append(f"failover budget: {status['budget']}")
+    if status["observe_only"]:
+        notes.append("observe-only: automatic failovers are journaled as proposals, not taken")
     return "\n".join(lines + notes)
 
 
@@ -62,4 +66,22 @@ def plan_lines(plan: dict[str, Any]) -> list[str]:
     for i, step in enumerate(plan["steps"], 1):
         done = " (done, skipped)" if step["status"] == "done" else ""
         lines.append(f"  {i}. {step['step'].ljust(width)}  {step['plan']}{done}")
+    return lines
+
+
+def proposal_lines(data: dict[str, Any]) -> list[str]:
+    lines = []
+    for event in data["proposals"]:
+        lines.append(event_line(event))
+        for step in event["data"].get("plan", []):
+            lines.append(f"    {step['step']}: {step['plan']}")
+    lines.append("")
+    lines.append(
+        "SCENARIO  PROPOSALS  OBSERVED  CANCELLED  PRODUCTION DOWN (episodes without failover)"
+    )
+    for row in data["report"]:
+        down = ", ".join(f"{d:g}s" for d in row["down_for"]) or "-"
+        lines.append(
+            f"{row['scenario']}  {row['proposals']}  {row['observed']}  {row['cancelled']}  {down}"
+        )
     return lines

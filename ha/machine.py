@@ -58,9 +58,11 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "finish", "source": "failing_back", "dest": "running"},
     {"trigger": "cancel", "source": "failing_over", "dest": "running"},
     {"trigger": "block", "source": list(RUNBOOK_STATES), "dest": "blocked"},
+    {"trigger": "abort", "source": "blocked", "dest": "running", "conditions": "production_active"},
+    {"trigger": "abort", "source": "blocked", "dest": "switched", "unless": "production_active"},
 ]
 
-COMMANDS = ("run", "stop", "failover", "switchover", "failback")
+COMMANDS = ("run", "stop", "failover", "switchover", "failback", "abort")
 """Triggers an operator may pull; the rest (finish, cancel, block) belong to runbooks."""
 
 _NEEDS = {
@@ -69,6 +71,7 @@ _NEEDS = {
     "failover": "running (or blocked in a failover)",
     "switchover": "running (or blocked in a switchover)",
     "failback": "switched (or blocked in a failback)",
+    "abort": "blocked",
 }
 
 

@@ -62,20 +62,25 @@ async def run_command(
     timeout: float,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    stdin: bytes | None = None,
 ) -> CommandResult:
     """Run argv with the given extra environment; never raises for the command's own failure.
 
     Output goes to a temporary file, not a pipe, so that a child that outlives the command (and
     keeps its stdout) cannot hold us past the command's own exit or its timeout.
+    ``stdin`` is written to the command's standard input from a temporary file as well.
     Raises OSError only when the program cannot be started at all (not found, not executable).
     """
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    with tempfile.TemporaryFile() as output:
+    with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as given:
+        if stdin:
+            given.write(stdin)
+            given.seek(0)
         proc = await asyncio.create_subprocess_exec(
             *argv,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=given if stdin else asyncio.subprocess.DEVNULL,
             stdout=output,
             stderr=asyncio.subprocess.STDOUT,
             env=full_env,

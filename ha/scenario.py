@@ -46,7 +46,7 @@ class Scenario:
             side: Detector(config.failover, self.side_labels(side), now) for side in SIDES
         }
         self.alerted: str | None = None  # the alert raised for the current episode, if any
-        self.on_transition: Callable[[Scenario, str], Awaitable[None]] | None = None
+        self.on_transition: Callable[[Scenario, str, str], Awaitable[None]] | None = None
 
     @property
     def name(self) -> str:
@@ -107,6 +107,8 @@ class Scenario:
             changes.update(runbook=None, runbook_kind=None, reason=None)
         if kwargs.get("reason"):
             message += f": {kwargs['reason']}"
+        if kwargs.get("proposal"):
+            message += f" [proposal #{kwargs['proposal']}]"
         record = self.record.evolve(**changes)
         await self.store.transition(
             record,
@@ -114,7 +116,13 @@ class Scenario:
                 kind="transition",
                 scenario=self.name,
                 message=message,
-                data={"from": source, "to": dest, "trigger": trigger, "active": record.active},
+                data={
+                    "from": source,
+                    "to": dest,
+                    "trigger": trigger,
+                    "active": record.active,
+                    "proposal": kwargs.get("proposal"),
+                },
                 actor=kwargs.get("actor", "daemon"),
                 runbook=record.runbook or self.record.runbook,
             ),
@@ -127,7 +135,7 @@ class Scenario:
             detector.reset(now)
         self.alerted = None
         if self.on_transition is not None:
-            await self.on_transition(self, event.event.name)
+            await self.on_transition(self, event.event.name, event.transition.source)
 
     async def set_paused(self, paused: bool, actor: str) -> None:
         record = self.record.evolve(paused=paused)

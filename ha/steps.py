@@ -15,9 +15,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from checks import CheckResult
 from ha.duration import format_duration
+from ha.errors import ActionError
+from ha.hooks import HookConfig, run_pre_hooks
 from ha.redirect import Redirector
 from ha.runbook import RunbookCancelled, Step, StepError
 from ha.scenario import Scenario
@@ -25,6 +28,7 @@ from ha.store import Side
 from providers import PowerState, Provider
 
 Probe = Callable[[Side], Awaitable[dict[str, CheckResult]]]
+ProposalOf = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 def summary(results: Mapping[str, CheckResult]) -> str:
@@ -41,6 +45,7 @@ class Parts:
     providers: Mapping[str, Provider]
     redirectors: Sequence[Redirector]
     probe: Probe  # probes a side's checks once, now
+    proposal: ProposalOf  # the proposal a runbook carries, by the runbook's id
 
     def machine(self, side: Side) -> tuple[Provider, str] | None:
         server = getattr(self.scenario.config, side)
@@ -49,18 +54,38 @@ class Parts:
         return self.providers[server.machine.provider], server.machine.name
 
 
-def build_steps(kind: str, parts: Parts, *, force: bool = False) -> list[Step]:
+def hook_env(scenario: Scenario, action: str) -> dict[str, str]:
+    """What hooks learn of a scenario from their environment: names and addresses, no secret."""
+    config = scenario.config
+    return {
+        "HA_SCENARIO": scenario.name,
+        "HA_ACTION": action,
+        "HA_ACTIVE": scenario.record.active,
+        "HA_PRODUCTION_ADDRESS": config.production.address,
+        "HA_REPLICA_ADDRESS": config.replica.address,
+        "HA_PRODUCTION_MACHINE": config.production.machine.name
+        if config.production.machine
+        else "",
+        "HA_REPLICA_MACHINE": config.replica.machine.name if config.replica.machine else "",
+    }
+
+
+def build_steps(kind: str, parts: Parts, *, force: bool = False, runbook: str = "") -> list[Step]:
     scenario = parts.scenario.config
+    pre_hooks = scenario.hooks.pre_failback if kind == "failback" else scenario.hooks.pre_failover
+    steps = [_pre_hooks(parts, kind, runbook, pre_hooks)] if pre_hooks else []
     if kind == "failover":
-        steps = [_confirm_failure(parts, force)]
-        if scenario.fence:
-            steps.append(_power(parts, "production", "fence_production", on=False, hard=True))
+        steps += [_confirm_failure(parts, force)]
+        if scenario.fence != "off":
+            steps.append(_fence(parts, best_effort=scenario.fence == "best_effort"))
         steps += _take_over(parts, "replica")
     elif kind == "switchover":
-        steps = _optional(_power_step(parts, "production", "stop_production", on=False, hard=False))
+        steps += _optional(
+            _power_step(parts, "production", "stop_production", on=False, hard=False)
+        )
         steps += _take_over(parts, "replica")
     elif kind == "failback":
-        steps = _take_over(parts, "production")
+        steps += _take_over(parts, "production")
         if scenario.replica.standby:
             steps += _optional(_power_step(parts, "replica", "stop_replica", on=False, hard=False))
     else:
@@ -78,6 +103,17 @@ def _take_over(parts: Parts, side: Side) -> list[Step]:
     steps.append(_redirect(parts, side))
     steps.append(_verify(parts, side))
     return steps
+
+
+def _pre_hooks(parts: Parts, kind: str, runbook: str, hooks: list[HookConfig]) -> Step:
+    moment = "pre_failback" if kind == "failback" else "pre_failover"
+
+    async def action() -> str:
+        event = {"moment": moment, "scenario": parts.scenario.name, **await parts.proposal(runbook)}
+        return await run_pre_hooks(hooks, event, hook_env(parts.scenario, kind))
+
+    names = ", ".join(hook.label for hook in hooks)
+    return Step(f"{moment}_hooks", f"ask {names}; any of them may veto", action, retries=0)
 
 
 def _confirm_failure(parts: Parts, force: bool) -> Step:
@@ -125,6 +161,22 @@ def _power(parts: Parts, side: Side, name: str, *, on: bool, hard: bool) -> Step
         return f"{machine} is {state}"
 
     return Step(name, f"{provider.describe(verb, machine)}; verify it is {want}", action)
+
+
+def _fence(parts: Parts, *, best_effort: bool) -> Step:
+    """Power production off, hard. Best effort: a production that cannot be reached at all is
+    journaled as not fenced and the runbook goes on; required: the failover blocks."""
+    step = _power(parts, "production", "fence_production", on=False, hard=True)
+    if not best_effort:
+        return step
+
+    async def action() -> str:
+        try:
+            return await step.action()
+        except ActionError as exc:
+            return f"NOT fenced ({exc}); going on: fence is best_effort"
+
+    return Step(step.name, step.plan + " (best effort: go on if it cannot)", action, retries=0)
 
 
 def _wait_healthy(parts: Parts, side: Side) -> Step:

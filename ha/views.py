@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from ha.scenario import SIDES, Scenario
+from ha.store import JournalEvent
 
 
 def scenario_view(scenario: Scenario) -> dict[str, Any]:
@@ -44,3 +45,28 @@ def scenario_view(scenario: Scenario) -> dict[str, Any]:
         "last_switch_at": record.last_switch_at,
         **sides,
     }
+
+
+def proposal_report(events: list[JournalEvent]) -> list[dict[str, Any]]:
+    """Per scenario: how often it proposed or would have failed over, and how long production
+    really stayed down in the episodes that ended without a failover."""
+    report: dict[str, dict[str, Any]] = {}
+    for event in events:
+        row = report.setdefault(
+            event.scenario or "",
+            {
+                "scenario": event.scenario,
+                "proposals": 0,
+                "observed": 0,
+                "cancelled": 0,
+                "down_for": [],
+            },
+        )
+        if event.kind == "proposal":
+            row["proposals"] += 1
+            row["observed"] += event.data.get("mode") in ("observe", "budget")
+        elif event.kind == "proposal_cancelled":
+            row["cancelled"] += 1
+        elif event.kind == "production_recovered":
+            row["down_for"].append(event.data.get("down_for"))
+    return list(report.values())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.site import Site
+from tests.e2e.site import Fleet, Site
 
 pytest_plugins = [
     "tests.servers.postgres",
@@ -24,3 +24,13 @@ def site(tmp_path: Path) -> Iterator[Site]:
         yield site
     finally:
         site.close()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """Four file-backed scenarios s1..s4 (see Fleet); the daemon is stopped after."""
+    fleet = Fleet(tmp_path, 4)
+    try:
+        yield fleet
+    finally:
+        fleet.stop()

@@ -93,9 +93,11 @@ class Store(ABC):
         after: int = 0,
         scenario: str | None = None,
         runbook: str | None = None,
+        kinds: tuple[str, ...] = (),
         limit: int = 1000,
     ) -> list[JournalEvent]:
-        """Events with id > ``after``, oldest first, optionally of one scenario or runbook."""
+        """Events with id > ``after``, oldest first, optionally of one scenario, one runbook or
+        some kinds only."""
 
     @abstractmethod
     async def last_event_id(self) -> int:

@@ -42,6 +42,7 @@ create table if not exists journal (
 );
 create index if not exists journal_scenario on journal (scenario, id);
 create index if not exists journal_runbook on journal (runbook, id);
+create index if not exists journal_kind on journal (kind, id);
 """
 
 _EVENT_COLUMNS = "id, ts, kind, scenario, actor, runbook, step, message, data"
@@ -160,6 +161,7 @@ class SqliteStore(Store):
         after: int = 0,
         scenario: str | None = None,
         runbook: str | None = None,
+        kinds: tuple[str, ...] = (),
         limit: int = 1000,
     ) -> list[JournalEvent]:
         where = ["id > ?"]
@@ -170,6 +172,9 @@ class SqliteStore(Store):
         if runbook is not None:
             where.append("runbook = ?")
             args.append(runbook)
+        if kinds:
+            where.append(f"kind in ({', '.join('?' * len(kinds))})")
+            args.extend(kinds)
         rows = await self._query(
             f"select {_EVENT_COLUMNS} from journal where {' and '.join(where)} order by id limit ?",
             (*args, limit),

@@ -1,6 +1,9 @@
-"""A protected site for end-to-end tests: two real HTTP services on 127.0.0.2 (production) and
-127.0.0.3 (replica), run as the demo's "machines" (``python -m ha.demo power``), a config, and
-the daemon as a real subprocess. The journal is read straight from the SQLite state file."""
+"""Protected sites for end-to-end tests: a config, the daemon as a real subprocess, and the
+journal read straight from the SQLite state file.
+
+:class:`Site`: two real HTTP services on 127.0.0.2 and 127.0.0.3, run as the demo's machines.
+:class:`Fleet`: several scenarios whose servers are alive while a file exists, probed by real
+``script`` checks; for what needs many scenarios at once."""
 
 from __future__ import annotations
 
@@ -25,9 +28,134 @@ from tests.servers.ports import free_port
 NAME = "web"
 
 
-class Site:
+class DaemonRunner:
+    """A config file, the daemon as a real subprocess, and what an operator sees of it."""
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory
+        self.api_port = free_port()
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.config_path = directory / "ha.yaml"
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.kill()
+            self.daemon.wait()
+            self.daemon = None
+
+    def ha(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run the ha command as an operator would."""
+        return subprocess.run(
+            [sys.executable, "-m", "ha", *args, "-c", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start_daemon(self) -> None:
+        with (self.dir / "daemon.log").open("ab") as log:
+            self.daemon = subprocess.Popen(
+                [sys.executable, "-m", "ha", "daemon", "-c", str(self.config_path)],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+        self.wait_until(lambda: self.api("GET", "/v1/status")[0] == 200, 15, "the API answers")
+
+    def stop_daemon(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
+        if self.daemon is None:
+            return None
+        daemon, self.daemon = self.daemon, None
+        if daemon.poll() is None:
+            daemon.send_signal(sig)
+        return daemon.wait(timeout)
+
+    def log(self) -> str:
+        return (self.dir / "daemon.log").read_text(errors="replace")
+
+    # Reading what a user would see.
+
+    def api(
+        self, method: str, path: str, body: Any = None, token: str | None = "file"
+    ) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"}
+        if token == "file":
+            token_path = self.dir / "ha-token"
+            token = token_path.read_text().strip() if token_path.exists() else None
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}{path}", data=data, method=method, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except OSError:
+            return 0, None
+
+    def _db(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.dir / 'ha-state.db'}?mode=ro", uri=True, timeout=5)
+
+    def journal(self) -> list[dict[str, Any]]:
+        with self._db() as db:
+            rows = db.execute(
+                "select id, kind, step, runbook, message, data, actor, scenario"
+                " from journal order by id"
+            ).fetchall()
+        return [
+            {
+                "id": r[0],
+                "kind": r[1],
+                "step": r[2],
+                "runbook": r[3],
+                "message": r[4],
+                "data": json.loads(r[5]),
+                "actor": r[6],
+                "scenario": r[7],
+            }
+            for r in rows
+        ]
+
+    def state(self, name: str = NAME) -> tuple[str, str]:
+        with self._db() as db:
+            row = db.execute(
+                "select state, active from scenarios where name = ?", (name,)
+            ).fetchone()
+        return (row[0], row[1]) if row else ("", "")
+
+    def transitions(self, name: str | None = None) -> list[str]:
+        return [
+            e["message"].split(" (")[0]
+            for e in self.journal()
+            if e["kind"] == "transition" and (name is None or e["scenario"] == name)
+        ]
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.daemon is not None and self.daemon.poll() is not None:
+                raise AssertionError(
+                    f"the daemon exited while waiting until {what}:\n{self.log()[-3000:]}"
+                )
+            time.sleep(0.05)
+        raise AssertionError(f"not within {timeout}s: {what}\n{self.log()[-3000:]}")
+
+    def wait_state(self, state: str, timeout: float = 15, name: str = NAME) -> None:
+        self.wait_until(lambda: self.state(name)[0] == state, timeout, f"{name} is {state}")
+
+
+class Site(DaemonRunner):
+    """Two real HTTP services on 127.0.0.2 (production) and 127.0.0.3 (replica), run as the demo's
+    machines, and one scenario protecting them."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
         self.port = _free_port(list(SERVERS.values()))
         (directory / "port").write_text(str(self.port))
         for name in SERVERS:
@@ -35,9 +163,6 @@ class Site:
             (directory / name / "index.html").write_text(f"{name}\n")
         self.active = directory / "active-address"
         self.active.write_text(SERVERS["production"] + "\n")
-        self.api_port = free_port()
-        self.daemon: subprocess.Popen[bytes] | None = None
-        self.config_path = directory / "ha.yaml"
 
     # Servers.
 
@@ -136,113 +261,91 @@ class Site:
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         return self.config_path
 
-    def ha(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        """Run the ha command as an operator would."""
-        return subprocess.run(
-            [sys.executable, "-m", "ha", *args, "-c", str(self.config_path)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def start_daemon(self) -> None:
-        with (self.dir / "daemon.log").open("ab") as log:
-            self.daemon = subprocess.Popen(
-                [sys.executable, "-m", "ha", "daemon", "-c", str(self.config_path)],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-            )
-        self.wait_until(lambda: self.api("GET", "/v1/status")[0] == 200, 15, "the API answers")
-
-    def stop_daemon(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
-        if self.daemon is None:
-            return None
-        daemon, self.daemon = self.daemon, None
-        if daemon.poll() is None:
-            daemon.send_signal(sig)
-        return daemon.wait(timeout)
-
     def close(self) -> None:
-        if self.daemon is not None:
-            self.daemon.kill()
-            self.daemon.wait()
-            self.daemon = None
+        self.stop()
         for name in SERVERS:
             pid = self.pid(name)
             if pid is not None:
                 os.kill(pid, signal.SIGCONT)
             self.power("off", name)
 
-    def log(self) -> str:
-        return (self.dir / "daemon.log").read_text(errors="replace")
 
-    # Reading what a user would see.
+class Fleet(DaemonRunner):
+    """Scenarios s1..sN: server ADDRESS of scenario NAME is alive while ``NAME@ADDRESS.alive``
+    exists; redirection writes ``NAME.active``."""
 
-    def api(
-        self, method: str, path: str, body: Any = None, token: str | None = "file"
-    ) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json"}
-        if token == "file":
-            token_path = self.dir / "ha-token"
-            token = token_path.read_text().strip() if token_path.exists() else None
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.api_port}{path}", data=data, method=method, headers=headers
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-        except OSError:
-            return 0, None
+    def __init__(self, directory: Path, count: int) -> None:
+        super().__init__(directory)
+        self.names = [f"s{i}" for i in range(1, count + 1)]
+        for name in self.names:
+            for address in SERVERS.values():
+                self.alive(name, address, True)
 
-    def _db(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self.dir / 'ha-state.db'}?mode=ro", uri=True, timeout=5)
+    def alive(self, name: str, address: str, alive: bool) -> None:
+        path = self.dir / f"{name}@{address}.alive"
+        if alive:
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
 
-    def journal(self) -> list[dict[str, Any]]:
-        with self._db() as db:
-            rows = db.execute(
-                "select id, kind, step, runbook, message, data, actor from journal order by id"
-            ).fetchall()
-        return [
-            {
-                "id": r[0],
-                "kind": r[1],
-                "step": r[2],
-                "runbook": r[3],
-                "message": r[4],
-                "data": json.loads(r[5]),
-                "actor": r[6],
-            }
-            for r in rows
-        ]
+    def kill(self, name: str) -> None:
+        self.alive(name, SERVERS["production"], False)
 
-    def state(self) -> tuple[str, str]:
-        with self._db() as db:
-            row = db.execute(
-                "select state, active from scenarios where name = ?", (NAME,)
-            ).fetchone()
-        return (row[0], row[1]) if row else ("", "")
+    def revive(self, name: str) -> None:
+        self.alive(name, SERVERS["production"], True)
 
-    def transitions(self) -> list[str]:
-        return [e["message"].split(" (")[0] for e in self.journal() if e["kind"] == "transition"]
+    def active(self, name: str) -> str:
+        path = self.dir / f"{name}.active"
+        return path.read_text().strip() if path.exists() else ""
 
-    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            if self.daemon is not None and self.daemon.poll() is not None:
-                raise AssertionError(
-                    f"the daemon exited while waiting until {what}:\n{self.log()[-3000:]}"
-                )
-            time.sleep(0.05)
-        raise AssertionError(f"not within {timeout}s: {what}\n{self.log()[-3000:]}")
-
-    def wait_state(self, state: str, timeout: float = 15) -> None:
-        self.wait_until(lambda: self.state()[0] == state, timeout, f"the scenario is {state}")
+    def write_config(self, safety: dict[str, Any] | None = None, **scenario: Any) -> Path:
+        """``scenario`` entries (failover, failback, hooks, fence...) apply to every scenario."""
+        failover = {"failures": 2, "hold_down": "0s", **scenario.pop("failover", {})}
+        config: dict[str, Any] = {
+            "api": {"port": self.api_port},
+            "log": {"format": "json"},
+            "safety": safety or {},
+            "providers": {
+                "lab": {
+                    "type": "script",
+                    "status": "echo on",
+                    "power_on": "true",
+                    "power_off": ["sh", "-c", "echo host unreachable; exit 1"],
+                }
+            },
+            "scenarios": [
+                {
+                    "name": name,
+                    "production": {
+                        "address": SERVERS["production"],
+                        "machine": {"provider": "lab", "name": f"{name}-prod"},
+                    },
+                    "replica": {"address": SERVERS["replica"]},
+                    "checks": [
+                        {
+                            "kind": "script",
+                            "command": ["test", "-e", f"{self.dir}/{name}@{{target}}.alive"],
+                            "interval": "200ms",
+                            "timeout": "1s",
+                        }
+                    ],
+                    "failover": failover,
+                    "runbook": {"retry_delay": "100ms", "healthy_timeout": "5s"},
+                    "redirect": [
+                        {
+                            "script": {
+                                "set": [
+                                    "sh",
+                                    "-c",
+                                    f'echo "$HA_ADDRESS" > {self.dir}/{name}.active',
+                                ]
+                            }
+                        }
+                    ],
+                    **scenario,
+                }
+                for name in self.names
+            ],
+        }
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return self.config_path

@@ -1,0 +1,232 @@
+"""The autopilot: what the daemon decides on its own, once per cycle, for each scenario.
+
+running, production dead: alert (manual mode, hold-down, recovery block, dead replica), or write a
+*proposal* (what it would do and why) and then, unless observing (observe mode, global
+observe-only, or a spent budget), wait out the grace period and fail over. Production answering
+again ends the episode: a pending proposal is cancelled, an observed one records how long
+production really stayed down.
+
+switched, failback automatic: fail back once production has been healthy for ``stable_for``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from ha.budget import REARMED, SPENT, Budget
+from ha.commands import conflict
+from ha.config import Config
+from ha.duration import format_duration
+from ha.scenario import SIDES, Scenario
+from ha.steps import Parts, build_steps
+from ha.store import JournalEvent, Store
+
+log = structlog.get_logger("ha.autopilot")
+
+
+def new_runbook_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass(slots=True)
+class Episode:
+    """Production of one scenario declared dead, until it answers again or a runbook starts."""
+
+    since: float
+    runbook: str  # the id the runbook will have, named in the proposal
+    proposal: int | None = None
+    mode: str = ""  # act, observe or budget: what the proposal said
+    act_at: float = 0.0  # end of the grace period
+
+
+def proposal_data(
+    scenario: Scenario, parts: Parts, action: str, reason: str, mode: str, runbook: str
+) -> dict[str, Any]:
+    now = time.time()
+    checks = {
+        side: {
+            label: {
+                "ok": state.last.ok if state.last else None,
+                "detail": state.last.detail if state.last else "not probed yet",
+                "failures": state.failures,
+                "down": scenario.detectors[side].is_down(label, now),
+            }
+            for label, state in scenario.detectors[side].checks.items()
+        }
+        for side in SIDES
+    }
+    return {
+        "action": action,
+        "mode": mode,
+        "reason": reason,
+        "runbook": runbook,
+        "scenarios": [scenario.name],
+        "checks": checks,
+        "observers": ["local"],
+        "plan": [{"step": s.name, "plan": s.plan} for s in build_steps(action, parts)],
+        "data_loss": "unknown: no provider of this scenario reports replication lag",
+    }
+
+
+class Autopilot:
+    def __init__(self, config: Config, store: Store) -> None:
+        self.safety = config.safety
+        self.store = store
+        self.budget = Budget(config.safety.budget)
+        self.episodes: dict[str, Episode] = {}
+        self.healthy_since: dict[str, float] = {}
+        self.last_failover: dict[str, float] = {}
+
+    async def restore(self) -> None:
+        """Rebuild the budget and the recovery blocks from the journal."""
+        events = await self.store.events(kinds=("transition", SPENT, REARMED), limit=10**9)
+        self.budget.restore(events)
+        for event in events:
+            if event.actor == "detector" and event.data.get("trigger") == "failover":
+                self.last_failover[event.scenario or ""] = event.ts
+
+    async def propose(
+        self,
+        scenario: Scenario,
+        parts: Parts,
+        action: str,
+        reason: str,
+        mode: str,
+        runbook: str,
+        actor: str = "detector",
+    ) -> JournalEvent:
+        verb = {"act": "proposes", "operator": "proposes"}.get(mode, "would")
+        where = {"observe": " (observing only)", "budget": " (budget spent)"}.get(mode, "")
+        return await self.store.append(
+            JournalEvent(
+                kind="proposal",
+                scenario=scenario.name,
+                message=f"{verb} {action}{where}: {reason}",
+                data=proposal_data(scenario, parts, action, reason, mode, runbook),
+                actor=actor,
+                runbook=runbook,
+            )
+        )
+
+    async def alert(self, scenario: Scenario, message: str) -> None:
+        if scenario.alerted == message:
+            return
+        scenario.alerted = message
+        log.warning("alert", scenario=scenario.name, message=message)
+        await self.store.append(JournalEvent(kind="alert", scenario=scenario.name, message=message))
+
+    def _mode(self, scenario: Scenario, now: float) -> str:
+        if scenario.config.failover.mode == "observe" or self.safety.observe_only:
+            return "observe"
+        return "act" if self.budget.allows(now) else "budget"
+
+    def _why_not(self, scenario: Scenario, now: float) -> str | None:
+        policy = scenario.config.failover
+        why_not = conflict(scenario, "failover", force=False, now=now)
+        if why_not is None and policy.mode == "manual":
+            why_not = f"failover is manual: run `ha failover {scenario.name}`"
+        last = scenario.record.last_switch_at
+        if why_not is None and last is not None and now - last < policy.hold_down:
+            why_not = f"hold-down after the last switch until {time.ctime(last + policy.hold_down)}"
+        last = self.last_failover.get(scenario.name)
+        if why_not is None and last is not None and now - last < policy.recovery_block:
+            until = time.ctime(last + policy.recovery_block)
+            why_not = f"recovery block after the last automatic failover until {until}"
+        return why_not
+
+    async def on_running(
+        self, scenario: Scenario, parts: Parts, now: float
+    ) -> dict[str, Any] | None:
+        """The trigger's arguments when production must fail over now, else None."""
+        production = scenario.detectors["production"]
+        episode = self.episodes.get(scenario.name)
+        if not production.is_dead(now):
+            scenario.alerted = None
+            if episode is not None:
+                await self._recovered(scenario, self.episodes.pop(scenario.name), now)
+            return None
+        if episode is None:
+            episode = self.episodes[scenario.name] = Episode(since=now, runbook=new_runbook_id())
+        reason = f"production dead: {', '.join(production.down(now))} down"
+        why_not = self._why_not(scenario, now)
+        if why_not is not None:
+            await self.alert(scenario, f"{reason}; not failing over: {why_not}")
+            return None
+        mode = self._mode(scenario, now)
+        if episode.mode != mode:
+            if mode == "budget":
+                await self._spend_out(scenario)
+            event = await self.propose(scenario, parts, "failover", reason, mode, episode.runbook)
+            episode.proposal, episode.mode = event.id, mode
+            episode.act_at = now + scenario.config.failover.grace
+        if mode != "act" or now < episode.act_at:
+            return None
+        del self.episodes[scenario.name]
+        self.budget.spend(now)
+        self.last_failover[scenario.name] = now
+        return {
+            "actor": "detector",
+            "reason": reason,
+            "runbook": episode.runbook,
+            "proposal": episode.proposal,
+        }
+
+    async def _spend_out(self, scenario: Scenario) -> None:
+        self.budget.disarm()
+        message = f"failover budget spent ({self.budget.describe()}); `ha rearm` restores it"
+        log.warning("budget spent", scenario=scenario.name, budget=self.budget.describe())
+        await self.store.append(JournalEvent(kind=SPENT, scenario=scenario.name, message=message))
+
+    async def _recovered(self, scenario: Scenario, episode: Episode, now: float) -> None:
+        down_for = round(now - episode.since, 3)
+        if episode.mode == "act":
+            kind, message = "proposal_cancelled", "production answered within the grace period"
+        else:
+            kind, message = "production_recovered", "production answers again"
+        await self.store.append(
+            JournalEvent(
+                kind=kind,
+                scenario=scenario.name,
+                message=f"{message} after {format_duration(down_for)} down",
+                data={"proposal": episode.proposal, "down_for": down_for},
+            )
+        )
+
+    def forget(self, scenario: Scenario) -> None:
+        """The scenario changed state: its episode (if any) is over."""
+        self.episodes.pop(scenario.name, None)
+        self.healthy_since.pop(scenario.name, None)
+
+    async def on_switched(
+        self, scenario: Scenario, parts: Parts, now: float
+    ) -> dict[str, Any] | None:
+        """The trigger's arguments when an automatic failback is due, else None."""
+        policy = scenario.config.failback
+        if policy.mode != "automatic" or not scenario.detectors["production"].is_healthy():
+            self.healthy_since.pop(scenario.name, None)
+            return None
+        since = self.healthy_since.setdefault(scenario.name, now)
+        if now - since < policy.stable_for:
+            return None
+        del self.healthy_since[scenario.name]
+        reason = f"production healthy for {format_duration(policy.stable_for)}"
+        runbook = new_runbook_id()
+        event = await self.propose(scenario, parts, "failback", reason, "act", runbook)
+        return {"actor": "detector", "reason": reason, "runbook": runbook, "proposal": event.id}
+
+    async def rearm(self, actor: str) -> str | None:
+        """Re-arm a spent budget; the reason it cannot, or None."""
+        if self.safety.budget is None:
+            return "no failover budget is configured (safety.budget)"
+        if self.budget.armed:
+            return f"the budget is not spent: {self.budget.describe()}"
+        self.budget.rearm()
+        await self.store.append(
+            JournalEvent(kind=REARMED, message="failover budget re-armed", actor=actor)
+        )
+        return None
