@@ -15,12 +15,13 @@ from aiohttp import web
 
 from ha.commands import ACTIONS, RUNBOOK_COMMANDS, Intent, conflict
 from ha.daemon import Daemon
+from ha.groups import GROUP_ACTIONS, group_conflict, skip_reason
 from ha.machine import diagram
 from ha.runbook import Runbook
 from ha.scenario import Scenario
 from ha.steps import build_steps
 from ha.token import TokenCheck
-from ha.views import proposal_report, scenario_view
+from ha.views import group_views, proposal_report, scenario_view
 
 LOOP_DEADLINE = 10.0  # the loop must take a command within this long, else 503
 WAIT_LIMIT = 60.0  # longest long-poll on /v1/events
@@ -68,6 +69,7 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "scenarios": [scenario_view(s) for s in daemon.scenarios.values()],
+            "groups": group_views(daemon),
             "budget": daemon.autopilot.budget.describe(),
             "observe_only": daemon.config.safety.observe_only,
         }
@@ -87,12 +89,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise web.HTTPBadRequest(reason="the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(reason="the body must be a JSON object")
-    unknown = set(body) - {"force", "dry_run"}
+    unknown = set(body) - {"force", "dry_run", "active"}
     if unknown:
         raise web.HTTPUnprocessableEntity(reason=f"unknown fields: {', '.join(sorted(unknown))}")
     for key in ("force", "dry_run"):
         if not isinstance(body.get(key, False), bool):
             raise web.HTTPUnprocessableEntity(reason=f"{key} must be true or false")
+    if body.get("active") not in (None, "production", "replica"):
+        raise web.HTTPUnprocessableEntity(reason="active must be production or replica")
     return body
 
 
@@ -104,12 +108,16 @@ async def command(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(reason=f"no action {action!r}; actions: {', '.join(ACTIONS)}")
     body = await _body(request)
     force = bool(body.get("force", False))
-    why_not = conflict(target, action, force=force, now=time.time())
+    active = body.get("active")
+    why_not = conflict(target, action, force=force, now=time.time(), active=active)
     if why_not is not None:
         return error(409, why_not)
     if body.get("dry_run"):
-        return web.json_response(await _plan(daemon, target, action, force))
-    intent = Intent(action=action, scenario=target.name, actor=_actor(request), force=force)
+        kind = f"recover-{active}" if action == "recover" else action
+        return web.json_response(await _plan(daemon, target, kind, force))
+    intent = Intent(
+        action=action, scenario=target.name, actor=_actor(request), force=force, active=active
+    )
     return await _submit(daemon, intent)
 
 
@@ -144,9 +152,9 @@ async def _submit(daemon: Daemon, intent: Intent) -> web.Response:
 async def _plan(daemon: Daemon, target: Scenario, action: str, force: bool) -> dict[str, Any]:
     """The steps ``action`` would take now, without taking them."""
     steps: list[dict[str, Any]] = []
-    if action in RUNBOOK_COMMANDS:
+    if action in RUNBOOK_COMMANDS or action.startswith("recover-"):
         done: set[str] = set()
-        if target.state == "blocked" and target.record.runbook:
+        if target.state == "blocked" and target.record.runbook and action in RUNBOOK_COMMANDS:
             done = await Runbook(
                 id=target.record.runbook,
                 kind=action,
@@ -202,6 +210,44 @@ async def events(request: web.Request) -> web.Response:
     return web.json_response({"events": [e.to_json() for e in found]})
 
 
+async def groups(request: web.Request) -> web.Response:
+    return web.json_response({"groups": group_views(request.app[DAEMON])})
+
+
+async def group_command(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name, action = request.match_info["name"], request.match_info["action"]
+    group = next((g for g in daemon.config.groups if g.name == name), None)
+    if group is None:
+        raise web.HTTPNotFound(reason=f"no group named {name!r}")
+    if action not in GROUP_ACTIONS:
+        raise web.HTTPNotFound(
+            reason=f"no group action {action!r}; actions: {', '.join(GROUP_ACTIONS)}"
+        )
+    body = await _body(request)
+    active = body.get("active")
+    why_not = group_conflict(daemon, name, action, active)
+    if why_not is not None:
+        return error(409, why_not)
+    if body.get("dry_run"):
+        waves = group.waves()
+        if action == "stop":
+            waves.reverse()
+        plan = [
+            {
+                "wave": number,
+                "scenario": member,
+                "plan": skip_reason(daemon.scenarios[member], action, active)
+                or f"{action}" + (f" --active {active}" if active else ""),
+            }
+            for number, wave in enumerate(waves, 1)
+            for member in wave
+        ]
+        return web.json_response({"dry_run": True, "group": name, "action": action, "plan": plan})
+    intent = Intent(action=action, scenario="", group=name, actor=_actor(request), active=active)
+    return await _submit(daemon, intent)
+
+
 async def proposals(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     name = request.query.get("scenario")
@@ -230,6 +276,8 @@ def create_app(daemon: Daemon, token: str) -> web.Application:
     app.router.add_post("/v1/scenarios/{name}/{action}", command)
     app.router.add_get("/v1/events", events)
     app.router.add_get("/v1/proposals", proposals)
+    app.router.add_get("/v1/groups", groups)
+    app.router.add_post("/v1/groups/{name}/{action}", group_command)
     app.router.add_post("/v1/rearm", rearm)
     app.router.add_get("/v1/diagram", state_diagram)
     return app

@@ -75,6 +75,7 @@ def proposal_data(
 
 class Autopilot:
     def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
         self.safety = config.safety
         self.store = store
         self.budget = Budget(config.safety.budget)
@@ -102,12 +103,17 @@ class Autopilot:
     ) -> JournalEvent:
         verb = {"act": "proposes", "operator": "proposes"}.get(mode, "would")
         where = {"observe": " (observing only)", "budget": " (budget spent)"}.get(mode, "")
+        data = proposal_data(scenario, parts, action, reason, mode, runbook)
+        group = self.config.group_of(scenario.name)
+        if group is not None and group.failover == "together" and actor == "detector":
+            data.update(group=group.name, scenarios=group.scenarios)
+            where += f" with group {group.name}"
         return await self.store.append(
             JournalEvent(
                 kind="proposal",
                 scenario=scenario.name,
                 message=f"{verb} {action}{where}: {reason}",
-                data=proposal_data(scenario, parts, action, reason, mode, runbook),
+                data=data,
                 actor=actor,
                 runbook=runbook,
             )
@@ -121,7 +127,10 @@ class Autopilot:
         await self.store.append(JournalEvent(kind="alert", scenario=scenario.name, message=message))
 
     def _mode(self, scenario: Scenario, now: float) -> str:
+        group = self.config.group_of(scenario.name)
         if scenario.config.failover.mode == "observe" or self.safety.observe_only:
+            return "observe"
+        if group is not None and group.observe_only:
             return "observe"
         return "act" if self.budget.allows(now) else "budget"
 

@@ -24,6 +24,7 @@ PUSH_BUTTONS = {
     "pause": "maintenance: keep checking and reporting, take no automatic action",
     "resume": "end maintenance: automatic actions again",
     "abort": "give up a blocked runbook; the active side stays as it is",
+    "recover": "split or blocked: keep one side active, fence the other, redirect, verify",
 }
 
 
@@ -59,6 +60,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     client = ApiClient(_load(args))
     body = {"dry_run": args.dry_run, "force": getattr(args, "force", False)}
+    if getattr(args, "active", None):
+        body["active"] = args.active
     answer = client.request("POST", f"/v1/scenarios/{args.name}/{args.command}", body)
     if args.dry_run:
         print("\n".join(plan_lines(answer)))
@@ -98,6 +101,31 @@ def cmd_events(args: argparse.Namespace) -> int:
             print(json.dumps(event) if args.json else event_line(event), flush=True)
         if not args.follow and len(found["events"]) < 1000:
             return EXIT_OK
+
+
+def cmd_group(args: argparse.Namespace) -> int:
+    client = ApiClient(_load(args))
+    body: dict[str, object] = {"dry_run": args.dry_run}
+    if args.active:
+        body["active"] = args.active
+    answer = client.request("POST", f"/v1/groups/{args.name}/{args.action}", body)
+    if args.dry_run:
+        print(f"dry run: group {args.action} {args.name} would, wave by wave:")
+        for row in answer["plan"]:
+            print(f"  wave {row['wave']}: {row['scenario']}: {row['plan']}")
+        return EXIT_OK
+    print(f"accepted: {answer['message']}")
+    if not args.wait:
+        return EXIT_OK
+    after = answer["command"]
+    while True:
+        found = client.request("GET", f"/v1/events?after={after}&wait=30", timeout=45)
+        for event in found["events"]:
+            after = event["id"]
+            if event["kind"].startswith("group_") and event["data"].get("group") == args.name:
+                print(event_line(event))
+                if event["kind"] == "group_report":
+                    return EXIT_OK if event["data"]["ok"] else EXIT_FAILED
 
 
 def cmd_proposals(args: argparse.Namespace) -> int:
@@ -151,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_text)
         p.add_argument("name", help="scenario name")
         p.add_argument("--dry-run", action="store_true", help="print the steps it would take")
-        if name in ("failover", "switchover", "failback"):
+        if name == "recover":
+            p.add_argument("--active", required=True, choices=["production", "replica"])
+        if name in ("failover", "switchover", "failback", "recover"):
             p.add_argument(
                 "--force", action="store_true", help="even if the target side fails its checks"
             )
@@ -166,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", type=int, default=0, help="only events after this id")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser(
+        "group", parents=[common], help="run, stop, fail over, recover a whole group"
+    )
+    p.add_argument(
+        "action", choices=["run", "stop", "failover", "switchover", "failback", "recover"]
+    )
+    p.add_argument("name", help="group name")
+    p.add_argument("--active", choices=["production", "replica"], help="recover: the side to keep")
+    p.add_argument("--dry-run", action="store_true", help="print the waves it would take")
+    p.add_argument("--wait", action="store_true", help="follow until the group report")
+    p.set_defaults(func=cmd_group)
 
     p = sub.add_parser(
         "proposals", parents=[common], help="what the daemon proposed or would have done, and why"

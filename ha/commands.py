@@ -20,6 +20,7 @@ RUNBOOK_COMMANDS: dict[str, Side] = {
     "switchover": "replica",
     "failback": "production",
 }
+SIDE_NAMES: tuple[Side, Side] = ("production", "replica")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class Intent:
     scenario: str
     actor: str
     force: bool = False
+    active: Side | None = None  # recover: the side that stays active
+    confirmed: bool = False  # the failure is confirmed already (by a group): no confirm step
+    group: str | None = None  # a group command: ``scenario`` is unused
     future: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -62,15 +66,19 @@ def _target_may_be_down(scenario: Scenario, side: Side) -> bool:
     return config.replica.standby if side == "replica" else config.production.machine is not None
 
 
-def conflict(scenario: Scenario, action: str, *, force: bool, now: float) -> str | None:
+def conflict(
+    scenario: Scenario, action: str, *, force: bool, now: float, active: Side | None = None
+) -> str | None:
     """Why ``action`` cannot be taken now, or None. Used before acting and for dry runs."""
+    if action == "recover" and active not in SIDE_NAMES:
+        return "recover needs the side to keep active: production or replica"
     if action == "pause":
         return "already paused" if scenario.record.paused else None
     if action == "resume":
         return None if scenario.record.paused else "not paused"
     if not permitted(scenario, action):
         return refusal(action, scenario.state)
-    side = RUNBOOK_COMMANDS.get(action)
+    side = active if action == "recover" else RUNBOOK_COMMANDS.get(action)
     if side is not None and not force and not _target_may_be_down(scenario, side):
         detector: Detector = scenario.detectors[side]
         if detector.is_dead(now):

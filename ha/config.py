@@ -25,6 +25,7 @@ from checks import CheckConfig, check_kinds
 from ha.config_errors import format_validation_error, load_yaml
 from ha.duration import Duration
 from ha.errors import ConfigError
+from ha.groups_config import GroupConfig, apply_group_defaults
 from ha.hooks import HooksConfig
 from ha.redirect.script import ScriptRedirectConfig
 from providers import ProviderConfig, provider_types
@@ -140,6 +141,19 @@ class RedirectConfig(Model):
         return self
 
 
+class SplitPolicy(Model):
+    active_check: CheckSpec | None = Field(
+        None,
+        description="passes only where the server acts as active (e.g. a database answering as "
+        "primary); passing on both sides puts the scenario in split",
+    )
+    redirect_interval: Duration | None = Field(
+        30.0,
+        gt=0,
+        description="how often to read redirections back; users sent to the standby is a split",
+    )
+
+
 class ScenarioConfig(Model):
     name: str = Field(pattern=NAME_PATTERN)
     production: ServerConfig
@@ -155,6 +169,7 @@ class ScenarioConfig(Model):
     redirect: list[RedirectConfig] = Field(default_factory=list)
     runbook: RunbookPolicy = RunbookPolicy()
     hooks: HooksConfig = HooksConfig()
+    split: SplitPolicy = SplitPolicy()
     start: Literal["running", "stopped"] = Field(
         "running", description="state on the daemon's first start"
     )
@@ -200,6 +215,10 @@ class Config(Model):
     safety: SafetyConfig = SafetyConfig()
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
     scenarios: list[ScenarioConfig] = Field(default_factory=list)
+    groups: list[GroupConfig] = Field(default_factory=list)
+
+    def group_of(self, scenario: str) -> GroupConfig | None:
+        return next((g for g in self.groups if scenario in g.scenarios), None)
 
     @model_validator(mode="before")
     @classmethod
@@ -244,6 +263,35 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
             errors.append(
                 (f"{where}.replica.standby", "a standby replica needs replica.machine to power on")
             )
+    errors.extend(_group_errors(config))
+    return errors
+
+
+def _group_errors(config: Config) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    names = {s.name for s in config.scenarios}
+    member_of: dict[str, str] = {}
+    for i, group in enumerate(config.groups):
+        where = f"groups[{i}]"
+        if group.name in [g.name for g in config.groups[:i]]:
+            errors.append((f"{where}.name", f"duplicate group name {group.name!r}"))
+        for j, member in enumerate(group.scenarios):
+            if member not in names:
+                errors.append((f"{where}.scenarios[{j}]", f"no scenario named {member!r}"))
+            elif member in member_of:
+                errors.append(
+                    (f"{where}.scenarios[{j}]", f"{member!r} is in group {member_of[member]!r} too")
+                )
+            member_of.setdefault(member, group.name)
+        for member, required in group.after.items():
+            for name in [member, *required]:
+                if name not in group.scenarios:
+                    errors.append((f"{where}.after.{member}", f"{name!r} is not a member"))
+        if not errors:
+            try:
+                group.waves()
+            except ValueError as exc:
+                errors.append((f"{where}.after", str(exc)))
     return errors
 
 
@@ -254,7 +302,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError([("", "the file must hold a mapping (key: value) at the top")])
     try:
-        config = Config.model_validate(data, context={"base_dir": base_dir})
+        config = Config.model_validate(apply_group_defaults(data), context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, data)) from None
     errors = cross_check(config)

@@ -21,12 +21,14 @@ from checks import Check, CheckResult
 from ha.autopilot import Autopilot, new_runbook_id
 from ha.commands import RUNBOOK_COMMANDS, Intent, Outcome, conflict
 from ha.config import Config
+from ha.groups import GroupCommand, GroupRunner, group_conflict
 from ha.hooks import Background, HookConfig
 from ha.machine import RUNBOOK_STATES, build_machine
 from ha.monitor import Monitor
 from ha.parts import build_checks, build_providers, build_redirectors
+from ha.readback import ReadBack
 from ha.runbook import Runbook, RunbookCancelled
-from ha.scenario import Scenario
+from ha.scenario import ACTIVE_CHECK, Scenario
 from ha.steps import Parts, build_steps, hook_env
 from ha.store import JournalEvent, ScenarioRecord, Side, Store
 from ha.store.sqlite import SqliteStore
@@ -47,7 +49,8 @@ class Daemon:
         self.checks: dict[str, list[tuple[Side, str, Check]]] = {}
         self.runbooks: dict[str, asyncio.Task[None]] = {}
         self.forced: set[str] = set()
-        self.reports: deque[tuple[str, str, str]] = deque()  # scenario, trigger, reason
+        # scenario, trigger, reason, and the active side the report assumes (None: any)
+        self.reports: deque[tuple[str, str, str, str | None]] = deque()
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.intents: asyncio.Queue[Intent] = asyncio.Queue()
@@ -55,6 +58,8 @@ class Daemon:
         self.monitor = Monitor(self._on_result)
         self.autopilot = Autopilot(config, self.store)
         self.background = Background()
+        self.groups = GroupRunner(self.scenarios, self.submit, self.store)
+        self.readback = ReadBack(self.parts, self._report)
 
     # Start and stop.
 
@@ -103,6 +108,8 @@ class Daemon:
 
     async def stop(self) -> None:
         self.monitor.close()
+        await self.groups.close()
+        await self.readback.close()
         await self.background.close()
         tasks = list(self.runbooks.values())
         for task in tasks:
@@ -141,15 +148,28 @@ class Daemon:
         now = time.time()
         for scenario in self.scenarios.values():
             await self._evaluate(scenario, now)
+        self.readback.schedule(self.scenarios, now)
         self._report_status()
 
     async def _evaluate(self, scenario: Scenario, now: float) -> None:
-        if scenario.record.paused:
+        group = self.config.group_of(scenario.name)
+        if scenario.record.paused or (group is not None and self.groups.operation(group.name)):
             return
         parts = self.parts[scenario.name]
+        split = scenario.split_reason() if scenario.state in ("running", "switched") else None
+        if split is not None:
+            await self._trigger(scenario, "split", reason=split)
+            return
         if scenario.state == "running":
             kwargs = await self.autopilot.on_running(scenario, parts, now)
-            if kwargs is not None:
+            if kwargs is None:
+                return
+            if group is not None and group.failover == "together":
+                self.groups.start(GroupCommand(group, "failover", "detector"))
+                await self._journal_group_start(
+                    group.name, "failover", "detector", kwargs["reason"]
+                )
+            else:
                 await self._trigger(scenario, "failover", **kwargs)
         elif scenario.state == "switched":
             kwargs = await self.autopilot.on_switched(scenario, parts, now)
@@ -234,12 +254,22 @@ class Daemon:
         except Exception as exc:
             log.exception("runbook failed")
             report = ("block", str(exc))
-        self.reports.append((runbook.scenario, *report))
+        self.runbooks.pop(runbook.scenario, None)
+        self._report(runbook.scenario, *report, None)
+
+    def _report(self, scenario: str, trigger: str, reason: str, assumes: str | None) -> None:
+        """From background work to the loop: pull ``trigger`` on ``scenario``."""
+        self.reports.append((scenario, trigger, reason, assumes))
         self.wake.set()
 
-    async def _apply_report(self, name: str, trigger: str, reason: str) -> None:
+    async def _apply_report(
+        self, name: str, trigger: str, reason: str, assumes: str | None
+    ) -> None:
         scenario = self.scenarios[name]
-        self.runbooks.pop(name, None)
+        if assumes is not None and (
+            scenario.state not in ("running", "switched") or scenario.record.active != assumes
+        ):
+            return  # found in a state that has changed since: stale
         await self._trigger(scenario, trigger, reason=reason)
 
     # Commands.
@@ -252,32 +282,40 @@ class Daemon:
         if intent.action == "rearm":
             await self._rearm(intent)
             return
+        if intent.group is not None:
+            await self._apply_group_intent(intent)
+            return
         scenario = self.scenarios[intent.scenario]
         event = await self.store.append(
             JournalEvent(
                 kind="command",
                 scenario=intent.scenario,
                 actor=intent.actor,
-                message=f"{intent.action}{' --force' if intent.force else ''} requested",
-                data={"action": intent.action, "force": intent.force},
+                message=f"{intent.action}{_options(intent)} requested",
+                data={"action": intent.action, "force": intent.force, "active": intent.active},
             )
         )
-        why_not = conflict(scenario, intent.action, force=intent.force, now=time.time())
+        why_not = conflict(
+            scenario, intent.action, force=intent.force, now=time.time(), active=intent.active
+        )
         if why_not is not None:
             outcome = Outcome("conflict", why_not)
         elif intent.action in ("pause", "resume"):
             await scenario.set_paused(intent.action == "pause", intent.actor)
             outcome = Outcome("accepted", f"{intent.scenario} {intent.action}d")
         else:
-            if intent.force:
+            if intent.force or intent.confirmed:
                 self.forced.add(intent.scenario)
             kwargs: dict[str, Any] = {"actor": intent.actor}
-            if intent.action in RUNBOOK_COMMANDS and scenario.state != "blocked":
-                kwargs["runbook"] = new_runbook_id()
+            kind = f"recover-{intent.active}" if intent.action == "recover" else intent.action
+            if kind != intent.action or (
+                intent.action in RUNBOOK_COMMANDS and scenario.state != "blocked"
+            ):
+                kwargs["runbook"], kwargs["kind"] = new_runbook_id(), kind
                 proposal = await self.autopilot.propose(
                     scenario,
                     self.parts[scenario.name],
-                    intent.action,
+                    kind,
                     f"requested by {intent.actor}",
                     "operator",
                     kwargs["runbook"],
@@ -303,6 +341,35 @@ class Daemon:
         if not intent.future.done():
             intent.future.set_result(replace(outcome, command=event.id))
 
+    async def _apply_group_intent(self, intent: Intent) -> None:
+        group = next(g for g in self.config.groups if g.name == intent.group)
+        why_not = group_conflict(self, group.name, intent.action, intent.active)
+        if why_not is not None:
+            outcome = Outcome("conflict", why_not)
+        else:
+            command = GroupCommand(group, intent.action, intent.actor, intent.active)
+            self.groups.start(command)
+            event = await self._journal_group_start(
+                group.name, intent.action, intent.actor, f"requested{_options(intent)}"
+            )
+            outcome = Outcome(
+                "accepted", f"group {group.name}: {intent.action} started", command=event.id
+            )
+        if not intent.future.done():
+            intent.future.set_result(outcome)
+
+    async def _journal_group_start(
+        self, group: str, action: str, actor: str, reason: str
+    ) -> JournalEvent:
+        return await self.store.append(
+            JournalEvent(
+                kind="group_command",
+                message=f"group {group}: {action}: {reason}",
+                actor=actor,
+                data={"group": group, "action": action},
+            )
+        )
+
     async def _rearm(self, intent: Intent) -> None:
         why_not = await self.autopilot.rearm(intent.actor)
         if why_not is None:
@@ -325,7 +392,11 @@ class Daemon:
 
     def _prober(self, name: str) -> Any:
         async def probe(side: Side) -> dict[str, CheckResult]:
-            checks = [(label, check) for s, label, check in self.checks[name] if s == side]
+            checks = [
+                (label, check)
+                for s, label, check in self.checks[name]
+                if s == side and label != ACTIVE_CHECK
+            ]
             results = await asyncio.gather(*(check.probe() for _, check in checks))
             return {label: result for (label, _), result in zip(checks, results, strict=True)}
 
@@ -333,6 +404,11 @@ class Daemon:
 
     async def _on_result(self, name: str, side: Side, label: str, result: CheckResult) -> None:
         scenario = self.scenarios[name]
+        if label == ACTIVE_CHECK:
+            scenario.acting[side] = result
+            if result.ok:
+                self.wake.set()
+            return
         detector = scenario.detectors[side]
         was_dead = detector.is_dead(result.at)
         if detector.record(label, result):
@@ -355,3 +431,9 @@ class Daemon:
         if status != self._status:
             self._status = status
             log.info("status", scenarios=status or "none", runbooks=len(self.runbooks))
+
+
+def _options(intent: Intent) -> str:
+    return (f" --active {intent.active}" if intent.active else "") + (
+        " --force" if intent.force else ""
+    )

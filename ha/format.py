@@ -46,6 +46,9 @@ def status_table(status: dict[str, Any]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
         for row in rows
     ]
+    for group in status.get("groups", []):
+        members = ", ".join(f"{m['name']} {m['state']}" for m in group["members"])
+        notes.append(f"group {group['name']}: {group['state']} ({members})")
     notes.append(f"failover budget: {status['budget']}")
     if status["observe_only"]:
         notes.append("observe-only: automatic failovers are journaled as proposals, not taken")

@@ -21,18 +21,21 @@ STATES = [
     "switched",  # replica active
     "failing_back",  # failback runbook in flight
     "blocked",  # a runbook could not complete: an operator must act
+    "split",  # both sides act as active: an operator picks one (never automatic)
+    "recovering",  # recover runbook in flight: the chosen side becomes the only active one
 ]
 
 RUNBOOK_STATES = {
     "failing_over": "failover",
     "switching_over": "switchover",
     "failing_back": "failback",
+    "recovering": "recover",
 }
 
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "run", "source": "stopped", "dest": "running", "conditions": "production_active"},
     {"trigger": "run", "source": "stopped", "dest": "switched", "unless": "production_active"},
-    {"trigger": "stop", "source": ["running", "switched", "blocked"], "dest": "stopped"},
+    {"trigger": "stop", "source": ["running", "switched", "blocked", "split"], "dest": "stopped"},
     {"trigger": "failover", "source": "running", "dest": "failing_over"},
     {
         "trigger": "failover",
@@ -56,22 +59,37 @@ TRANSITIONS: list[dict[str, Any]] = [
     },
     {"trigger": "finish", "source": ["failing_over", "switching_over"], "dest": "switched"},
     {"trigger": "finish", "source": "failing_back", "dest": "running"},
+    {
+        "trigger": "finish",
+        "source": "recovering",
+        "dest": "running",
+        "conditions": "recovers_production",
+    },
+    {
+        "trigger": "finish",
+        "source": "recovering",
+        "dest": "switched",
+        "unless": "recovers_production",
+    },
     {"trigger": "cancel", "source": "failing_over", "dest": "running"},
     {"trigger": "block", "source": list(RUNBOOK_STATES), "dest": "blocked"},
+    {"trigger": "split", "source": ["running", "switched"], "dest": "split"},
+    {"trigger": "recover", "source": ["split", "blocked"], "dest": "recovering"},
     {"trigger": "abort", "source": "blocked", "dest": "running", "conditions": "production_active"},
     {"trigger": "abort", "source": "blocked", "dest": "switched", "unless": "production_active"},
 ]
 
-COMMANDS = ("run", "stop", "failover", "switchover", "failback", "abort")
-"""Triggers an operator may pull; the rest (finish, cancel, block) belong to runbooks."""
+COMMANDS = ("run", "stop", "failover", "switchover", "failback", "abort", "recover")
+"""Triggers an operator may pull; the rest (finish, cancel, block, split) are the daemon's."""
 
 _NEEDS = {
     "run": "stopped",
-    "stop": "running, switched or blocked",
+    "stop": "running, switched, blocked or split",
     "failover": "running (or blocked in a failover)",
     "switchover": "running (or blocked in a switchover)",
     "failback": "switched (or blocked in a failback)",
     "abort": "blocked",
+    "recover": "split or blocked",
 }
 
 

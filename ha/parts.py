@@ -6,7 +6,7 @@ from checks import Check, check_kinds
 from ha.config import Config, ScenarioConfig
 from ha.redirect import Redirector, Target
 from ha.redirect.script import ScriptRedirector
-from ha.scenario import SIDES, check_labels
+from ha.scenario import ACTIVE_CHECK, SIDES, check_labels
 from ha.store import Side
 from providers import Provider, provider_types
 
@@ -20,6 +20,12 @@ def build_checks(scenario: ScenarioConfig) -> list[tuple[Side, str, Check]]:
             if spec.side in ("both", side):
                 address = getattr(scenario, side).address
                 built.append((side, label, kinds[spec.kind](spec, address)))
+    active = scenario.split.active_check
+    if active is not None:
+        for side in SIDES:
+            built.append(
+                (side, ACTIVE_CHECK, kinds[active.kind](active, getattr(scenario, side).address))
+            )
     return built
 
 

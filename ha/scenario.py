@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from checks import CheckConfig
+from checks import CheckConfig, CheckResult
 from ha.config import ScenarioConfig
 from ha.detector import Detector
 from ha.machine import RUNBOOK_STATES
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from transitions.extensions.asyncio import AsyncEventData
 
 SIDES: tuple[Side, Side] = ("production", "replica")
+ACTIVE_CHECK = "active_check"  # the label of a scenario's split.active_check, on both sides
 
 
 def check_labels(checks: list[CheckConfig]) -> list[str]:
@@ -46,6 +47,7 @@ class Scenario:
             side: Detector(config.failover, self.side_labels(side), now) for side in SIDES
         }
         self.alerted: str | None = None  # the alert raised for the current episode, if any
+        self.acting: dict[Side, CheckResult] = {}  # last active_check result per side
         self.on_transition: Callable[[Scenario, str, str], Awaitable[None]] | None = None
 
     @property
@@ -59,6 +61,17 @@ class Scenario:
         return (
             self.config.production.address if side == "production" else self.config.replica.address
         )
+
+    def split_reason(self) -> str | None:
+        """Why both sides act as active now (their latest active_check results), or None."""
+        results = [self.acting.get(side) for side in SIDES]
+        check = self.config.split.active_check
+        if check is None or not all(r is not None and r.ok for r in results):
+            return None
+        ats = [r.at for r in results if r is not None]
+        if max(ats) - min(ats) > 3 * check.interval:
+            return None
+        return f"both production and replica answer as active ({check.label})"
 
     @property
     def standby(self) -> Side:
@@ -78,6 +91,9 @@ class Scenario:
     def blocked_failback(self, event: AsyncEventData) -> bool:
         return self.record.runbook_kind == "failback"
 
+    def recovers_production(self, event: AsyncEventData) -> bool:
+        return self.record.runbook_kind == "recover-production"
+
     # Bookkeeping callbacks.
 
     async def journal_transition(self, event: AsyncEventData) -> None:
@@ -87,11 +103,12 @@ class Scenario:
         changes: dict[str, Any] = {"state": dest}
         message = f"{source} -> {dest} ({trigger})"
         if dest in RUNBOOK_STATES:
-            changes.update(
-                runbook=kwargs["runbook"], runbook_kind=RUNBOOK_STATES[dest], reason=None
-            )
+            kind = kwargs.get("kind") or RUNBOOK_STATES[dest]
+            changes.update(runbook=kwargs["runbook"], runbook_kind=kind, reason=None)
         elif trigger == "finish":
             active = "production" if source == "failing_back" else "replica"
+            if source == "recovering":
+                active = "production" if self.recovers_production(event) else "replica"
             changes.update(
                 active=active,
                 runbook=None,
@@ -99,7 +116,7 @@ class Scenario:
                 reason=None,
                 last_switch_at=time.time(),
             )
-        elif trigger == "block":
+        elif trigger in ("block", "split"):
             changes.update(reason=kwargs["reason"])
         else:
             if source == "blocked" and self.record.runbook:

@@ -4,6 +4,9 @@ failover:   confirm_failure, fence_production, activate_replica, wait_replica_he
             redirect, verify
 switchover: stop_production, activate_replica, wait_replica_healthy, redirect, verify
 failback:   activate_production, wait_production_healthy, redirect, verify, stop_replica
+recover-S:  fence the other side, activate_S, wait_S_healthy, redirect, verify
+
+Each kind starts with its pre-hooks (pre_failover, or pre_failback for a failback) when any.
 
 Steps that cannot apply (no machine to fence or power on) are left out, so a dry run shows only
 what will really happen.
@@ -88,6 +91,11 @@ def build_steps(kind: str, parts: Parts, *, force: bool = False, runbook: str = 
         steps += _take_over(parts, "production")
         if scenario.replica.standby:
             steps += _optional(_power_step(parts, "replica", "stop_replica", on=False, hard=False))
+    elif kind in ("recover-production", "recover-replica"):
+        keep: Side = "production" if kind == "recover-production" else "replica"
+        other: Side = "replica" if keep == "production" else "production"
+        steps += _optional(_power_step(parts, other, f"fence_{other}", on=False, hard=True))
+        steps += _take_over(parts, keep)
     else:
         raise ValueError(f"unknown runbook kind {kind!r}")
     return steps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ha.groups import rollup
 from ha.scenario import SIDES, Scenario
 from ha.store import JournalEvent
 
@@ -70,3 +71,23 @@ def proposal_report(events: list[JournalEvent]) -> list[dict[str, Any]]:
         elif event.kind == "production_recovered":
             row["down_for"].append(event.data.get("down_for"))
     return list(report.values())
+
+
+def group_views(daemon: Any) -> list[dict[str, Any]]:
+    views = []
+    for group in daemon.config.groups:
+        members = [daemon.scenarios[name] for name in group.scenarios]
+        operation = daemon.groups.operation(group.name)
+        views.append(
+            {
+                "name": group.name,
+                "state": rollup(members, operation),
+                "operation": operation,
+                "failover": group.failover,
+                "waves": group.waves(),
+                "members": [
+                    {"name": m.name, "state": m.state, "active": m.record.active} for m in members
+                ],
+            }
+        )
+    return views

@@ -191,3 +191,40 @@ def test_each_bad_input_exits_2_naming_the_place_and_starts_nothing(
     assert main(["daemon", "-c", str(path)]) == 2
     assert where in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ha.yaml"]
+
+
+FARM = """
+scenarios:
+  - {name: db, production: {address: 127.0.0.2}, replica: {address: 127.0.0.3},
+     checks: [{kind: tcp, port: 5432}]}
+  - {name: app, production: {address: 127.0.0.4}, replica: {address: 127.0.0.5},
+     checks: [{kind: tcp, port: 80, interval: 5s}], failover: {failures: 9}}
+  - {name: web, production: {address: 127.0.0.6}, replica: {address: 127.0.0.7},
+     checks: [{kind: tcp, port: 443}]}
+groups:
+  - name: farm
+    scenarios: [db, app, web]
+    after: {app: [db], web: [app]}
+    defaults: {interval: 2s, failover: {mode: manual, failures: 4}}
+"""
+
+
+def test_group_members_inherit_defaults_unless_they_override(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, FARM))
+    db, app, _ = config.scenarios
+    assert (db.checks[0].interval, db.failover.mode, db.failover.failures) == (2.0, "manual", 4)
+    assert (app.checks[0].interval, app.failover.mode, app.failover.failures) == (5.0, "manual", 9)
+    assert config.groups[0].waves() == [["db"], ["app"], ["web"]]
+
+
+def test_a_dependency_cycle_is_an_error_naming_the_cycle(tmp_path: Path) -> None:
+    text = FARM.replace("after: {app: [db], web: [app]}", "after: {app: [web], web: [app]}")
+    assert errors_of(tmp_path, text) == [("groups[0].after", "dependency cycle: app -> web -> app")]
+
+
+def test_group_members_must_exist_once(tmp_path: Path) -> None:
+    text = FARM + "  - {name: other, scenarios: [web, nope]}\n"
+    assert errors_of(tmp_path, text) == [
+        ("groups[1].scenarios[0]", "'web' is in group 'farm' too"),
+        ("groups[1].scenarios[1]", "no scenario named 'nope'"),
+    ]

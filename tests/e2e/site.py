@@ -298,19 +298,44 @@ class Fleet(DaemonRunner):
         path = self.dir / f"{name}.active"
         return path.read_text().strip() if path.exists() else ""
 
-    def write_config(self, safety: dict[str, Any] | None = None, **scenario: Any) -> Path:
-        """``scenario`` entries (failover, failback, hooks, fence...) apply to every scenario."""
+    def primary(self, name: str, address: str, primary: bool) -> None:
+        """Make ``address`` of scenario ``name`` answer (or not) as active to its active_check."""
+        path = self.dir / f"{name}@{address}.primary"
+        if primary:
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
+
+    def fenced(self, machine: str) -> bool:
+        return (self.dir / f"{machine}.off").exists()
+
+    def write_config(
+        self,
+        safety: dict[str, Any] | None = None,
+        groups: list[dict[str, Any]] | None = None,
+        fence_fails: bool = False,
+        active_check: bool = False,
+        **scenario: Any,
+    ) -> Path:
+        """``scenario`` entries (failover, failback, hooks, fence...) apply to every scenario.
+        Fencing powers a machine off by creating MACHINE.off, or fails with ``fence_fails``."""
         failover = {"failures": 2, "hold_down": "0s", **scenario.pop("failover", {})}
+        off = f"{self.dir}/{{machine}}.off"
+        power_off = ["sh", "-c", "echo host unreachable; exit 1"] if fence_fails else ["touch", off]
+        if active_check:
+            primary = ["test", "-e", f"{self.dir}/{{name}}@{{target}}.primary"]
+            scenario["split"] = {"active_check": {"kind": "script", "command": primary}}
         config: dict[str, Any] = {
             "api": {"port": self.api_port},
             "log": {"format": "json"},
             "safety": safety or {},
+            "groups": groups or [],
             "providers": {
                 "lab": {
                     "type": "script",
-                    "status": "echo on",
-                    "power_on": "true",
-                    "power_off": ["sh", "-c", "echo host unreachable; exit 1"],
+                    "status": ["sh", "-c", f"test -e {off} && echo off || echo on"],
+                    "power_on": ["rm", "-f", off],
+                    "power_off": power_off,
                 }
             },
             "scenarios": [
@@ -338,14 +363,30 @@ class Fleet(DaemonRunner):
                                     "sh",
                                     "-c",
                                     f'echo "$HA_ADDRESS" > {self.dir}/{name}.active',
-                                ]
+                                ],
+                                "get": [
+                                    "sh",
+                                    "-c",
+                                    f"cat {self.dir}/{name}.active 2>/dev/null || true",
+                                ],
                             }
                         }
                     ],
-                    **scenario,
+                    **_fill_name(scenario, name),
                 }
                 for name in self.names
             ],
         }
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         return self.config_path
+
+
+def _fill_name(value: Any, name: str) -> Any:
+    """``{name}`` in the strings of per-scenario settings becomes the scenario's name."""
+    if isinstance(value, str):
+        return value.replace("{name}", name)
+    if isinstance(value, list):
+        return [_fill_name(v, name) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill_name(v, name) for k, v in value.items()}
+    return value

@@ -171,7 +171,7 @@ def test_production_back_within_the_grace_period_cancels_the_failover(fleet: Fle
 
 
 def test_best_effort_fencing_goes_on_and_says_so(fleet: Fleet) -> None:
-    fleet.write_config(fence="best_effort")
+    fleet.write_config(fence="best_effort", fence_fails=True)
     fleet.start_daemon()
     fleet.kill("s4")
     fleet.wait_state("switched", name="s4")
@@ -180,7 +180,7 @@ def test_best_effort_fencing_goes_on_and_says_so(fleet: Fleet) -> None:
 
 
 def test_required_fencing_that_fails_blocks(fleet: Fleet) -> None:
-    fleet.write_config(fence=True)
+    fleet.write_config(fence=True, fence_fails=True)
     fleet.start_daemon()
     fleet.kill("s4")
     fleet.wait_state("blocked", name="s4", timeout=20)

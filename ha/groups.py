@@ -1,0 +1,195 @@
+"""Group commands: run, stop, failover, switchover, failback and recover a whole group, in waves.
+
+A group command is a background task that never acts itself: it hands each member's command to
+the daemon's loop as an intent, waits until every member of the wave reached its goal (active and
+healthy on the new side), and only then starts the next wave. A member that fails stops the waves
+after it; the group report says, member by member, what happened and what did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ha.commands import Intent, Outcome
+from ha.groups_config import GroupConfig
+from ha.scenario import Scenario
+from ha.store import JournalEvent, Side, Store
+
+log = structlog.get_logger("ha.groups")
+
+GROUP_ACTIONS = ("run", "stop", "failover", "switchover", "failback", "recover")
+WAVE_POLL = 0.1
+
+
+def goal(action: str, active: Side | None) -> str:
+    """The state a member must reach for ``action`` to be done."""
+    if action == "recover":
+        return "running" if active == "production" else "switched"
+    return {"run": "", "stop": "stopped", "failback": "running"}.get(action, "switched")
+
+
+def skip_reason(scenario: Scenario, action: str, active: Side | None) -> str | None:
+    """Why a member needs nothing for ``action`` (it is already there), or None."""
+    state = scenario.state
+    if action == "run" and state != "stopped":
+        return f"already {state}"
+    if action == "stop" and state == "stopped":
+        return "already stopped"
+    if action in ("failover", "switchover") and state == "switched":
+        return "already on the replica"
+    if action == "failback" and state == "running":
+        return "already on production"
+    if action == "recover" and state == goal(action, active):
+        return f"already {state} with {active} active"
+    return None
+
+
+def member_action(scenario: Scenario, action: str, active: Side | None) -> str:
+    """The member's own command: recover for a split or blocked member; a member that is only on
+    the other side is moved there by a failover (to the replica) or a failback."""
+    if action != "recover" or scenario.state in ("split", "blocked"):
+        return action
+    return "failover" if active == "replica" else "failback"
+
+
+def rollup(members: list[Scenario], operation: str | None) -> str:
+    """One word for a group: split, blocked, <action> in progress, protected, switched, stopped,
+    or degraded (anything mixed, or a member whose production is dead)."""
+    states = {m.state for m in members}
+    if "split" in states:
+        return "split"
+    if "blocked" in states:
+        return "blocked"
+    if operation is not None:
+        return f"{operation} in progress"
+    now = time.time()
+    if states == {"running"}:
+        dead = any(m.detectors["production"].is_dead(now) for m in members)
+        return "degraded" if dead else "protected"
+    if states == {"switched"}:
+        return "switched"
+    if states == {"stopped"}:
+        return "stopped"
+    return "degraded"
+
+
+def group_conflict(daemon: Any, group: str, action: str, active: Side | None) -> str | None:
+    """Why a group command cannot start now, or None."""
+    if action not in GROUP_ACTIONS:
+        return f"no group action {action!r}; actions: {', '.join(GROUP_ACTIONS)}"
+    if action == "recover" and active not in ("production", "replica"):
+        return "recover needs the side to keep active: production or replica"
+    running = daemon.groups.operation(group)
+    if running is not None:
+        return f"group {group} is busy: {running} in progress"
+    return None
+
+
+@dataclass
+class GroupCommand:
+    group: GroupConfig
+    action: str
+    actor: str
+    active: Side | None = None
+    report: dict[str, str] = field(default_factory=dict)
+
+
+class GroupRunner:
+    """Runs group commands as tasks; at most one per group at a time."""
+
+    def __init__(
+        self,
+        scenarios: Mapping[str, Scenario],
+        submit: Callable[[Intent], None],
+        store: Store,
+    ) -> None:
+        self.scenarios = scenarios
+        self.submit = submit
+        self.store = store
+        self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}
+
+    def operation(self, group: str) -> str | None:
+        entry = self.running.get(group)
+        return entry[0] if entry else None
+
+    def start(self, command: GroupCommand) -> None:
+        task = asyncio.create_task(self._run(command))
+        self.running[command.group.name] = (command.action, task)
+        task.add_done_callback(lambda _: self.running.pop(command.group.name, None))
+
+    async def close(self) -> None:
+        tasks = [task for _, task in self.running.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _journal(self, command: GroupCommand, kind: str, message: str, **data: Any) -> None:
+        await self.store.append(
+            JournalEvent(
+                kind=kind,
+                message=f"group {command.group.name}: {message}",
+                actor=command.actor,
+                data={"group": command.group.name, "action": command.action, **data},
+            )
+        )
+
+    async def _run(self, command: GroupCommand) -> None:
+        waves = command.group.waves()
+        if command.action == "stop":
+            waves.reverse()
+        failed = False
+        for number, wave in enumerate(waves, 1):
+            if failed:
+                for name in wave:
+                    command.report[name] = "not started: an earlier wave failed"
+                continue
+            await self._journal(command, "group_wave", f"wave {number}: {', '.join(wave)}")
+            results = await asyncio.gather(*(self._member(command, name) for name in wave))
+            failed = not all(results)
+        word = "failed" if failed else "done"
+        summary = "; ".join(f"{name}: {what}" for name, what in command.report.items())
+        await self._journal(
+            command,
+            "group_report",
+            f"{command.action} {word}: {summary}",
+            ok=not failed,
+            members=command.report,
+        )
+        log.info("group command ended", group=command.group.name, ok=not failed)
+
+    async def _member(self, command: GroupCommand, name: str) -> bool:
+        scenario = self.scenarios[name]
+        skip = skip_reason(scenario, command.action, command.active)
+        if skip is not None:
+            command.report[name] = skip
+            return True
+        action = member_action(scenario, command.action, command.active)
+        intent = Intent(
+            action=action,
+            scenario=name,
+            actor=f"group:{command.group.name}",
+            active=command.active if action == "recover" else None,
+            confirmed=action == "failover",
+        )
+        self.submit(intent)
+        outcome: Outcome = await intent.future
+        if outcome.status != "accepted":
+            command.report[name] = f"refused: {outcome.message}"
+            return False
+        target = goal(command.action, command.active)
+        while target and scenario.state != target:
+            if scenario.state == "blocked":
+                command.report[name] = f"blocked: {scenario.record.reason}"
+                return False
+            if scenario.state in ("running", "switched") and command.action != "run":
+                command.report[name] = f"ended {scenario.state}: {scenario.record.reason or ''}"
+                return False
+            await asyncio.sleep(WAVE_POLL)
+        command.report[name] = f"{scenario.state}, {scenario.record.active} active"
+        return True

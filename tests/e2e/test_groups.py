@@ -1,0 +1,123 @@
+"""Distributed groups: together, in waves, stopped by a failing member, split and recovered."""
+
+from __future__ import annotations
+
+import time
+
+from tests.e2e.site import Fleet
+
+ORDERED = [{"name": "farm", "scenarios": ["s1", "s2", "s3"], "ordered": True}]
+TOGETHER = [{**ORDERED[0], "failover": "together"}]
+REPLICA = "127.0.0.3"
+
+
+def finished_at(fleet: Fleet, name: str) -> int:
+    return next(
+        e["id"]
+        for e in fleet.journal()
+        if e["kind"] == "transition" and e["scenario"] == name and "-> switched" in e["message"]
+    )
+
+
+def started_at(fleet: Fleet, name: str) -> int:
+    return next(
+        e["id"]
+        for e in fleet.journal()
+        if e["kind"] == "transition" and e["scenario"] == name and "-> failing_over" in e["message"]
+    )
+
+
+def report(fleet: Fleet) -> dict:
+    return next(e for e in fleet.journal() if e["kind"] == "group_report")["data"]
+
+
+def test_together_one_member_dies_all_switch_in_waves(fleet: Fleet) -> None:
+    fleet.write_config(groups=TOGETHER)
+    fleet.start_daemon()
+    fleet.kill("s2")
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "report"
+    )
+
+    assert report(fleet)["ok"] is True
+    for name in ("s1", "s2", "s3"):
+        assert fleet.state(name) == ("switched", "replica")
+        assert fleet.active(name) == REPLICA
+    assert finished_at(fleet, "s1") < started_at(fleet, "s2")
+    assert finished_at(fleet, "s2") < started_at(fleet, "s3")
+    assert fleet.state("s4") == ("running", "production")  # not a member
+    proposal = next(e for e in fleet.journal() if e["kind"] == "proposal")
+    assert proposal["data"]["scenarios"] == ["s1", "s2", "s3"]
+    status = fleet.ha("status").stdout
+    assert "group farm: switched (s1 switched, s2 switched, s3 switched)" in status
+
+
+def test_a_member_with_a_dead_replica_stops_the_later_waves_with_a_report(fleet: Fleet) -> None:
+    fleet.write_config(groups=ORDERED)
+    fleet.start_daemon()
+    fleet.alive("s2", REPLICA, False)
+    fleet.wait_until(
+        lambda: fleet.api("GET", "/v1/scenarios/s2")[1]["replica"]["dead"], 10, "s2's replica dead"
+    )
+    pushed = fleet.ha("group", "failover", "farm", "--wait")
+    assert pushed.returncode == 1, pushed.stdout + pushed.stderr
+
+    members = report(fleet)["members"]
+    assert members["s1"] == "switched, replica active"
+    assert members["s2"].startswith("refused: replica fails its checks (script)")
+    assert members["s3"] == "not started: an earlier wave failed"
+    assert "failover failed" in pushed.stdout
+    assert fleet.state("s3") == ("running", "production")
+    assert fleet.active("s3") == ""
+
+
+def test_group_failback_and_run_stop(fleet: Fleet) -> None:
+    fleet.write_config(groups=ORDERED)
+    fleet.start_daemon()
+    plan = fleet.ha("group", "failover", "farm", "--dry-run")
+    assert "wave 1: s1: failover" in plan.stdout
+    assert "wave 3: s3: failover" in plan.stdout
+    assert fleet.ha("group", "failover", "farm", "--wait").returncode == 0
+    done = fleet.ha("group", "failback", "farm", "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("running", "production")] * 3
+    assert all(fleet.active(n) == "127.0.0.2" for n in ("s1", "s2", "s3"))
+
+    assert fleet.ha("group", "stop", "farm", "--wait").returncode == 0
+    assert [fleet.state(n)[0] for n in ("s1", "s2", "s3", "s4")] == ["stopped"] * 3 + ["running"]
+    assert fleet.ha("group", "run", "farm", "--wait").returncode == 0
+    assert [fleet.state(n)[0] for n in ("s1", "s2", "s3")] == ["running"] * 3
+
+
+def test_both_sides_active_is_a_split_recovered_for_the_whole_group(fleet: Fleet) -> None:
+    fleet.write_config(groups=ORDERED, active_check=True, fence=True)
+    for name in fleet.names:
+        fleet.primary(name, "127.0.0.2", True)
+    fleet.start_daemon()
+    fleet.primary("s2", REPLICA, True)  # the replica of s2 starts answering as primary too
+    fleet.wait_state("split", name="s2")
+    time.sleep(1)
+    assert fleet.state("s2") == ("split", "production")  # never failed over automatically
+    assert "split" in fleet.ha("status").stdout
+
+    fleet.primary("s2", REPLICA, False)
+    recovered = fleet.ha("group", "recover", "farm", "--active", "replica", "--wait")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    for name in ("s1", "s2", "s3"):
+        assert fleet.state(name) == ("switched", "replica")
+        assert fleet.active(name) == REPLICA
+        assert fleet.fenced(f"{name}-prod")
+
+
+def test_users_sent_to_the_standby_side_is_a_split(fleet: Fleet) -> None:
+    fleet.write_config(split={"redirect_interval": "300ms"})
+    fleet.start_daemon()
+    (fleet.dir / "s3.active").write_text(REPLICA + "\n")  # someone repointed users by hand
+    fleet.wait_state("split", name="s3")
+    split = next(e for e in fleet.journal() if e["kind"] == "transition" and e["scenario"] == "s3")
+    assert "users are sent to 127.0.0.3 (replica) while production is active" in split["message"]
+
+    recovered = fleet.ha("recover", "s3", "--active", "production")
+    assert recovered.returncode == 0, recovered.stderr
+    fleet.wait_state("running", name="s3")
+    assert fleet.active("s3") == "127.0.0.2"
