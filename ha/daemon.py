@@ -12,17 +12,17 @@ import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import structlog
 
 from checks import Check, CheckResult
-from ha.autopilot import Autopilot, new_runbook_id
-from ha.commands import RUNBOOK_COMMANDS, Intent, Outcome, conflict
+from ha.autopilot import Autopilot
+from ha.commands import RUNBOOK_COMMANDS, Intent
 from ha.config import Config
-from ha.groups import GroupCommand, GroupRunner, group_conflict
+from ha.groups import GroupCommand, GroupRunner
 from ha.hooks import Background, HookConfig
+from ha.intents import apply_intent, journal_group_start
 from ha.machine import RUNBOOK_STATES, build_machine
 from ha.monitor import Monitor
 from ha.parts import build_checks, build_providers, build_redirectors
@@ -144,7 +144,7 @@ class Daemon:
         while self.reports:
             await self._apply_report(*self.reports.popleft())
         while not self.intents.empty():
-            await self._apply_intent(self.intents.get_nowait())
+            await apply_intent(self, self.intents.get_nowait())
         now = time.time()
         for scenario in self.scenarios.values():
             await self._evaluate(scenario, now)
@@ -158,7 +158,7 @@ class Daemon:
         parts = self.parts[scenario.name]
         split = scenario.split_reason() if scenario.state in ("running", "switched") else None
         if split is not None:
-            await self._trigger(scenario, "split", reason=split)
+            await self.pull(scenario, "split", reason=split)
             return
         if scenario.state == "running":
             kwargs = await self.autopilot.on_running(scenario, parts, now)
@@ -166,17 +166,17 @@ class Daemon:
                 return
             if group is not None and group.failover == "together":
                 self.groups.start(GroupCommand(group, "failover", "detector"))
-                await self._journal_group_start(
-                    group.name, "failover", "detector", kwargs["reason"]
+                await journal_group_start(
+                    self, group.name, "failover", "detector", kwargs["reason"]
                 )
             else:
-                await self._trigger(scenario, "failover", **kwargs)
+                await self.pull(scenario, "failover", **kwargs)
         elif scenario.state == "switched":
             kwargs = await self.autopilot.on_switched(scenario, parts, now)
             if kwargs is not None:
-                await self._trigger(scenario, "failback", **kwargs)
+                await self.pull(scenario, "failback", **kwargs)
 
-    async def _trigger(self, scenario: Scenario, trigger: str, **kwargs: Any) -> bool:
+    async def pull(self, scenario: Scenario, trigger: str, **kwargs: Any) -> bool:
         """Pull a trigger; True when the state changed (read the state, not transitions' answer)."""
         before = scenario.state
         if trigger in RUNBOOK_COMMANDS and scenario.state == "blocked":
@@ -270,116 +270,13 @@ class Daemon:
             scenario.state not in ("running", "switched") or scenario.record.active != assumes
         ):
             return  # found in a state that has changed since: stale
-        await self._trigger(scenario, trigger, reason=reason)
+        await self.pull(scenario, trigger, reason=reason)
 
     # Commands.
 
     def submit(self, intent: Intent) -> None:
         self.intents.put_nowait(intent)
         self.wake.set()
-
-    async def _apply_intent(self, intent: Intent) -> None:
-        if intent.action == "rearm":
-            await self._rearm(intent)
-            return
-        if intent.group is not None:
-            await self._apply_group_intent(intent)
-            return
-        scenario = self.scenarios[intent.scenario]
-        event = await self.store.append(
-            JournalEvent(
-                kind="command",
-                scenario=intent.scenario,
-                actor=intent.actor,
-                message=f"{intent.action}{_options(intent)} requested",
-                data={"action": intent.action, "force": intent.force, "active": intent.active},
-            )
-        )
-        why_not = conflict(
-            scenario, intent.action, force=intent.force, now=time.time(), active=intent.active
-        )
-        if why_not is not None:
-            outcome = Outcome("conflict", why_not)
-        elif intent.action in ("pause", "resume"):
-            await scenario.set_paused(intent.action == "pause", intent.actor)
-            outcome = Outcome("accepted", f"{intent.scenario} {intent.action}d")
-        else:
-            if intent.force or intent.confirmed:
-                self.forced.add(intent.scenario)
-            kwargs: dict[str, Any] = {"actor": intent.actor}
-            kind = f"recover-{intent.active}" if intent.action == "recover" else intent.action
-            if kind != intent.action or (
-                intent.action in RUNBOOK_COMMANDS and scenario.state != "blocked"
-            ):
-                kwargs["runbook"], kwargs["kind"] = new_runbook_id(), kind
-                proposal = await self.autopilot.propose(
-                    scenario,
-                    self.parts[scenario.name],
-                    kind,
-                    f"requested by {intent.actor}",
-                    "operator",
-                    kwargs["runbook"],
-                    actor=intent.actor,
-                )
-                kwargs["proposal"] = proposal.id
-            changed = await self._trigger(scenario, intent.action, **kwargs)
-            message = f"{intent.scenario} is {scenario.state.replace('_', ' ')}"
-            outcome = Outcome("accepted", message, scenario.record.runbook)
-            if not changed:
-                self.forced.discard(intent.scenario)
-                outcome = Outcome("conflict", "the state changed meanwhile; " + message)
-        await self.store.append(
-            JournalEvent(
-                kind="command_" + outcome.status,
-                scenario=intent.scenario,
-                actor=intent.actor,
-                message=outcome.message,
-                data={"command": event.id},
-                runbook=outcome.runbook,
-            )
-        )
-        if not intent.future.done():
-            intent.future.set_result(replace(outcome, command=event.id))
-
-    async def _apply_group_intent(self, intent: Intent) -> None:
-        group = next(g for g in self.config.groups if g.name == intent.group)
-        why_not = group_conflict(self, group.name, intent.action, intent.active)
-        if why_not is not None:
-            outcome = Outcome("conflict", why_not)
-        else:
-            command = GroupCommand(group, intent.action, intent.actor, intent.active)
-            self.groups.start(command)
-            event = await self._journal_group_start(
-                group.name, intent.action, intent.actor, f"requested{_options(intent)}"
-            )
-            outcome = Outcome(
-                "accepted", f"group {group.name}: {intent.action} started", command=event.id
-            )
-        if not intent.future.done():
-            intent.future.set_result(outcome)
-
-    async def _journal_group_start(
-        self, group: str, action: str, actor: str, reason: str
-    ) -> JournalEvent:
-        return await self.store.append(
-            JournalEvent(
-                kind="group_command",
-                message=f"group {group}: {action}: {reason}",
-                actor=actor,
-                data={"group": group, "action": action},
-            )
-        )
-
-    async def _rearm(self, intent: Intent) -> None:
-        why_not = await self.autopilot.rearm(intent.actor)
-        if why_not is None:
-            outcome = Outcome(
-                "accepted", f"failover budget re-armed: {self.autopilot.budget.describe()}"
-            )
-        else:
-            outcome = Outcome("conflict", why_not)
-        if not intent.future.done():
-            intent.future.set_result(outcome)
 
     # Checks.
 
@@ -431,9 +328,3 @@ class Daemon:
         if status != self._status:
             self._status = status
             log.info("status", scenarios=status or "none", runbooks=len(self.runbooks))
-
-
-def _options(intent: Intent) -> str:
-    return (f" --active {intent.active}" if intent.active else "") + (
-        " --force" if intent.force else ""
-    )

@@ -1,0 +1,132 @@
+"""Applying operator commands in the daemon's loop: the only place they turn into actions.
+
+Each command is journaled with who asked before anything happens, checked against the current
+state, and answered (accepted or conflict) through the intent's future.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ha.autopilot import new_runbook_id
+from ha.commands import RUNBOOK_COMMANDS, Intent, Outcome, conflict
+from ha.groups import GroupCommand, group_conflict
+from ha.store import JournalEvent
+
+if TYPE_CHECKING:
+    from ha.daemon import Daemon
+
+
+async def apply_intent(daemon: Daemon, intent: Intent) -> None:
+    if intent.action == "rearm":
+        await _rearm(daemon, intent)
+        return
+    if intent.group is not None:
+        await _apply_group_intent(daemon, intent)
+        return
+    scenario = daemon.scenarios[intent.scenario]
+    event = await daemon.store.append(
+        JournalEvent(
+            kind="command",
+            scenario=intent.scenario,
+            actor=intent.actor,
+            message=f"{intent.action}{_options(intent)} requested",
+            data={"action": intent.action, "force": intent.force, "active": intent.active},
+        )
+    )
+    why_not = conflict(
+        scenario, intent.action, force=intent.force, now=time.time(), active=intent.active
+    )
+    if why_not is not None:
+        outcome = Outcome("conflict", why_not)
+    elif intent.action in ("pause", "resume"):
+        await scenario.set_paused(intent.action == "pause", intent.actor)
+        outcome = Outcome("accepted", f"{intent.scenario} {intent.action}d")
+    else:
+        if intent.force or intent.confirmed:
+            daemon.forced.add(intent.scenario)
+        kwargs: dict[str, Any] = {"actor": intent.actor}
+        kind = f"recover-{intent.active}" if intent.action == "recover" else intent.action
+        if kind != intent.action or (
+            intent.action in RUNBOOK_COMMANDS and scenario.state != "blocked"
+        ):
+            kwargs["runbook"], kwargs["kind"] = new_runbook_id(), kind
+            proposal = await daemon.autopilot.propose(
+                scenario,
+                daemon.parts[scenario.name],
+                kind,
+                f"requested by {intent.actor}",
+                "operator",
+                kwargs["runbook"],
+                actor=intent.actor,
+            )
+            kwargs["proposal"] = proposal.id
+        changed = await daemon.pull(scenario, intent.action, **kwargs)
+        message = f"{intent.scenario} is {scenario.state.replace('_', ' ')}"
+        outcome = Outcome("accepted", message, scenario.record.runbook)
+        if not changed:
+            daemon.forced.discard(intent.scenario)
+            outcome = Outcome("conflict", "the state changed meanwhile; " + message)
+    await daemon.store.append(
+        JournalEvent(
+            kind="command_" + outcome.status,
+            scenario=intent.scenario,
+            actor=intent.actor,
+            message=outcome.message,
+            data={"command": event.id},
+            runbook=outcome.runbook,
+        )
+    )
+    if not intent.future.done():
+        intent.future.set_result(replace(outcome, command=event.id))
+
+
+async def _apply_group_intent(daemon: Daemon, intent: Intent) -> None:
+    group = next(g for g in daemon.config.groups if g.name == intent.group)
+    why_not = group_conflict(daemon, group.name, intent.action, intent.active)
+    if why_not is not None:
+        outcome = Outcome("conflict", why_not)
+    else:
+        command = GroupCommand(group, intent.action, intent.actor, intent.active)
+        daemon.groups.start(command)
+        event = await journal_group_start(
+            daemon, group.name, intent.action, intent.actor, f"requested{_options(intent)}"
+        )
+        outcome = Outcome(
+            "accepted", f"group {group.name}: {intent.action} started", command=event.id
+        )
+    if not intent.future.done():
+        intent.future.set_result(outcome)
+
+
+async def journal_group_start(
+    daemon: Daemon, group: str, action: str, actor: str, reason: str
+) -> JournalEvent:
+    return await daemon.store.append(
+        JournalEvent(
+            kind="group_command",
+            message=f"group {group}: {action}: {reason}",
+            actor=actor,
+            data={"group": group, "action": action},
+        )
+    )
+
+
+async def _rearm(daemon: Daemon, intent: Intent) -> None:
+    why_not = await daemon.autopilot.rearm(intent.actor)
+    if why_not is None:
+        outcome = Outcome(
+            "accepted", f"failover budget re-armed: {daemon.autopilot.budget.describe()}"
+        )
+    else:
+        outcome = Outcome("conflict", why_not)
+    if not intent.future.done():
+        intent.future.set_result(outcome)
+
+
+def _options(intent: Intent) -> str:
+    return (f" --active {intent.active}" if intent.active else "") + (
+        " --force" if intent.force else ""
+    )
