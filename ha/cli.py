@@ -8,8 +8,9 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from ha.client import ApiClient, ApiError, ApiUnavailable
+from ha.client import ApiClient, ApiError, ApiUnavailable, Verdict, group_ended, runbook_ended
 from ha.config import Config, load_config
 from ha.errors import ConfigError, HAError
 from ha.format import event_line, plan_lines, proposal_lines, status_table
@@ -69,22 +70,17 @@ def cmd_push(args: argparse.Namespace) -> int:
     runbook = answer.get("runbook")
     print(f"accepted: {answer['message']}" + (f" (runbook {runbook})" if runbook else ""))
     if getattr(args, "wait", False) and runbook:
-        return _follow_runbook(client, runbook, after=answer["command"])
+        ok = client.follow(answer["command"], f"&runbook={runbook}", _printing(runbook_ended))
+        return EXIT_OK if ok else EXIT_FAILED
     return EXIT_OK
 
 
-def _follow_runbook(client: ApiClient, runbook: str, after: int) -> int:
-    while True:
-        found = client.request(
-            "GET", f"/v1/events?runbook={runbook}&after={after}&wait=30", timeout=45
-        )
-        for event in found["events"]:
-            after = event["id"]
-            print(event_line(event))
-            if event["kind"] == "transition" and event["data"]["to"] in ("switched", "running"):
-                return EXIT_OK
-            if event["kind"] == "transition" and event["data"]["to"] == "blocked":
-                return EXIT_FAILED
+def _printing(verdict: Verdict) -> Verdict:
+    def printed(event: dict[str, Any]) -> bool | None:
+        print(event_line(event), flush=True)
+        return verdict(event)
+
+    return printed
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -117,15 +113,37 @@ def cmd_group(args: argparse.Namespace) -> int:
     print(f"accepted: {answer['message']}")
     if not args.wait:
         return EXIT_OK
-    after = answer["command"]
-    while True:
-        found = client.request("GET", f"/v1/events?after={after}&wait=30", timeout=45)
-        for event in found["events"]:
-            after = event["id"]
-            if event["kind"].startswith("group_") and event["data"].get("group") == args.name:
-                print(event_line(event))
-                if event["kind"] == "group_report":
-                    return EXIT_OK if event["data"]["ok"] else EXIT_FAILED
+    ended = group_ended(args.name)
+
+    def verdict(event: dict[str, Any]) -> bool | None:
+        if event["kind"].startswith("group_") and event["data"].get("group") == args.name:
+            print(event_line(event), flush=True)
+        return ended(event)
+
+    return EXIT_OK if client.follow(answer["command"], "", verdict) else EXIT_FAILED
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from ha.playbook.model import load_playbook
+    from ha.playbook.run import Runner
+
+    playbook = load_playbook(args.file)
+    extra = dict(item.split("=", 1) for item in args.extra)
+    runner = Runner(
+        ApiClient(_load(args)),
+        check=args.check,
+        yes=args.yes,
+        say=lambda line: print(line, flush=True),
+        ask=_confirm,
+    )
+    return EXIT_OK if runner.run(playbook, extra) else EXIT_FAILED
+
+
+def _confirm(prompt: str) -> bool:
+    if not sys.stdin.isatty():
+        print(f"  {prompt} cannot ask: no terminal (use --yes)", flush=True)
+        return False
+    return input(f"  {prompt} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def cmd_proposals(args: argparse.Namespace) -> int:
@@ -216,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the API's JSON answer")
     p.set_defaults(func=cmd_proposals)
 
+    p = sub.add_parser("play", parents=[common], help="run a playbook through the daemon's API")
+    p.add_argument("file", type=Path)
+    p.add_argument("--check", action="store_true", help="dry run: print every step, change nothing")
+    p.add_argument("--yes", action="store_true", help="answer yes to every pause task")
+    p.add_argument("-e", "--extra", action="append", default=[], metavar="NAME=VALUE")
+    p.set_defaults(func=cmd_play)
+
     p = sub.add_parser("rearm", parents=[common], help="re-arm a spent fleet-wide failover budget")
     p.set_defaults(func=cmd_rearm)
 
@@ -236,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
     except ConfigError as exc:
         where = getattr(args, "file", None) or _config_path(args)
-        print(f"{where}: invalid configuration", file=sys.stderr)
+        what = "playbook" if args.command == "play" else "configuration"
+        print(f"{where}: invalid {what}", file=sys.stderr)
         for path, message in exc.errors:
             print(f"  {path}: {message}" if path else f"  {message}", file=sys.stderr)
         return EXIT_USAGE

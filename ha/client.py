@@ -7,6 +7,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from ha.config import Config
@@ -34,7 +35,8 @@ class ApiClient:
             host = f"[{host}]"
         self.base = f"http://{host}:{config.api.port}"
         self.token = read_token(config.api.token_file)
-        self.actor = f"{getpass.getuser()}@{socket.gethostname()}"
+        self.user = f"{getpass.getuser()}@{socket.gethostname()}"
+        self.actor = self.user
 
     def request(
         self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30
@@ -67,3 +69,35 @@ class ApiClient:
             raise ApiUnavailable(
                 f"cannot reach the daemon at {self.base}: {why} (is `ha daemon` running?)"
             ) from None
+
+    def follow(self, after: int, query: str, verdict: Verdict) -> bool:
+        """Read journal events after ``after`` (``query``: extra filters) as they come, until
+        ``verdict`` returns True (done) or False (failed) for one of them."""
+        while True:
+            found = self.request("GET", f"/v1/events?after={after}&wait=30{query}", timeout=45)
+            for event in found["events"]:
+                after = event["id"]
+                result = verdict(event)
+                if result is not None:
+                    return result
+
+
+Verdict = Callable[[dict[str, Any]], bool | None]
+
+
+def runbook_ended(event: dict[str, Any]) -> bool | None:
+    """The verdict on a runbook's events: finished (True), blocked or cancelled (False)."""
+    if event["kind"] == "transition" and event["data"]["trigger"] in ("finish", "block", "cancel"):
+        return bool(event["data"]["trigger"] == "finish")
+    return None
+
+
+def group_ended(group: str) -> Verdict:
+    """The verdict on a group command's events: its report, ok or not."""
+
+    def verdict(event: dict[str, Any]) -> bool | None:
+        if event["kind"] == "group_report" and event["data"].get("group") == group:
+            return bool(event["data"]["ok"])
+        return None
+
+    return verdict

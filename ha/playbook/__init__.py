@@ -1,0 +1,1 @@
+"""Playbooks: plays of tasks that drive the daemon through its API (``ha play``)."""

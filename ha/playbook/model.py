@@ -1,0 +1,170 @@
+"""Playbooks: YAML in Ansible's idiom, validated before anything runs.
+
+A playbook is a list of plays; a play has a ``name``, ``vars``, ``tasks`` and optional ``rollback``
+tasks; a task has a ``name``, exactly one action, and optionally ``when``, ``register`` and
+``on_failure`` (stop, continue, rollback). Errors name the line and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ha.config_errors import format_validation_error
+from ha.duration import Duration
+from ha.errors import ConfigError
+from ha.playbook.expr import ExpressionError, check_expression
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(Model):
+    scenario: str | None = None
+    group: str | None = None
+    active: Literal["production", "replica"] | None = Field(None, description="recover only")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Target:
+        if (self.scenario is None) == (self.group is None):
+            raise ValueError("give either scenario or group")
+        return self
+
+
+class WaitFor(Model):
+    scenario: str | None = None
+    group: str | None = None
+    state: str = Field(description="scenario state, or group rollup (protected, switched, ...)")
+    timeout: Duration = Field(300.0, gt=0)
+
+
+class Check(Model):
+    scenario: str
+    side: Literal["production", "replica", "active"] = "active"
+
+
+class Pause(Model):
+    prompt: str = "continue?"
+
+
+ACTIONS = (
+    "run",
+    "stop",
+    "failover",
+    "switchover",
+    "failback",
+    "recover",
+    "check",
+    "wait_for",
+    "wait",
+    "pause",
+)
+
+
+class Task(Model):
+    name: str
+    when: str | None = None
+    register_as: str | None = Field(None, alias="register", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    on_failure: Literal["stop", "continue", "rollback"] = "stop"
+    run: Target | None = None
+    stop: Target | None = None
+    failover: Target | None = None
+    switchover: Target | None = None
+    failback: Target | None = None
+    recover: Target | None = None
+    check: Check | None = None
+    wait_for: WaitFor | None = None
+    wait: Duration | None = None
+    pause: Pause | None = None
+
+    @field_validator("when")
+    @classmethod
+    def _when_is_safe(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_expression(value)
+            except ExpressionError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Task:
+        given = [name for name in ACTIONS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one action of: {', '.join(ACTIONS)}")
+        if self.recover is not None and self.recover.active is None:
+            raise ValueError("recover needs active: production or replica")
+        return self
+
+    @property
+    def action(self) -> str:
+        return next(name for name in ACTIONS if getattr(self, name) is not None)
+
+
+class Play(Model):
+    name: str
+    vars: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[Task] = Field(min_length=1)
+    rollback: list[Task] = Field(default_factory=list)
+
+
+class Playbook(BaseModel):
+    plays: list[Play]
+
+
+def _lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """The line of every mapping key and list item in the file, by its path."""
+    table: dict[tuple[Any, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value in node.value:
+            here = (*path, key_node.value)
+            table[here] = key_node.start_mark.line + 1
+            table.update(_lines(value, here))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            here = (*path, index)
+            table[here] = item.start_mark.line + 1
+            table.update(_lines(item, here))
+    return table
+
+
+def load_playbook(path: Path) -> Playbook:
+    """Read and validate a playbook; ConfigError names each bad field with its line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read {path}: {exc.strerror or exc}")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(
+            [("", f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}")]
+        ) from None
+    if not isinstance(data, list) or node is None:
+        raise ConfigError([("", "a playbook is a list of plays")])
+    try:
+        return Playbook.model_validate({"plays": data})
+    except ValidationError as exc:
+        lines = _lines(node)
+        errors = format_validation_error(exc, {"plays": data})
+        raise ConfigError(
+            [(_with_line(where, lines), message) for where, message in errors]
+        ) from None
+
+
+def _with_line(where: str, lines: dict[tuple[Any, ...], int]) -> str:
+    """``plays[0].tasks[1].wait_for`` -> ``line 7: plays[0].tasks[1].wait_for``: the line of the
+    deepest part of the path that the file has."""
+    parts = where.replace("[", ".").replace("]", "").split(".")[1:]  # the file has no "plays"
+    path = tuple(int(p) if p.isdigit() else p for p in parts if p)
+    for end in range(len(path), 0, -1):
+        if path[:end] in lines:
+            return f"line {lines[path[:end]]}: {where}"
+    return where

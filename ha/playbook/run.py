@@ -1,0 +1,189 @@
+"""Running a playbook against the daemon's API, or dry-running it (``--check``: changes nothing).
+
+Every action goes through the API, so it is journaled like any operator command, with the play
+and task named as the actor. ``{{ name }}`` in a task's strings is a variable of the play or a
+result registered by an earlier task.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ha.client import ApiClient, ApiError, group_ended, runbook_ended
+from ha.playbook.expr import ExpressionError, evaluate
+from ha.playbook.model import Play, Playbook, Task
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
+BUTTONS = ("run", "stop", "failover", "switchover", "failback", "recover")
+POLL = 0.2
+
+
+class TaskFailed(Exception):
+    """A task did not reach its goal; the message says why."""
+
+
+class Runner:
+    def __init__(
+        self,
+        client: ApiClient,
+        *,
+        check: bool,
+        yes: bool,
+        say: Callable[[str], None],
+        ask: Callable[[str], bool],
+    ) -> None:
+        self.client = client
+        self.check = check
+        self.yes = yes
+        self.say = say
+        self.ask = ask
+
+    def run(self, playbook: Playbook, extra: dict[str, Any]) -> bool:
+        return all(self._play(play, {**play.vars, **extra}) for play in playbook.plays)
+
+    def _play(self, play: Play, names: dict[str, Any]) -> bool:
+        self.say(f"PLAY [{play.name}]")
+        for task in play.tasks:
+            try:
+                self._task(play, task, names)
+            except (TaskFailed, ApiError, ExpressionError) as exc:
+                self.say(f"  failed: {exc}")
+                if task.on_failure == "continue":
+                    continue
+                if task.on_failure == "rollback" and play.rollback:
+                    self.say(f"ROLLBACK [{play.name}]")
+                    for undo in play.rollback:
+                        try:
+                            self._task(play, undo, names)
+                        except (TaskFailed, ApiError, ExpressionError) as again:
+                            self.say(f"  failed: {again}")
+                return False
+        return True
+
+    def _task(self, play: Play, task: Task, names: dict[str, Any]) -> None:
+        try:
+            title = self._fill(task.name, names)
+        except ExpressionError:
+            title = task.name
+        self.say(f"TASK [{title}]")
+        if task.when is not None and not self._when(task.when, names):
+            return
+        result = getattr(self, f"_do_{task.action}")(play, task, names)
+        if task.register_as:
+            names[task.register_as] = result
+
+    def _when(self, expression: str, names: dict[str, Any]) -> bool:
+        try:
+            if evaluate(expression, names):
+                return True
+        except ExpressionError:
+            if not self.check:
+                raise
+            self.say(f"  when {expression}: known only when it runs; shown as if true")
+            return True
+        self.say(f"  skipped: when {expression} is false")
+        return False
+
+    def _fill(self, text: str | None, names: dict[str, Any]) -> str | None:
+        if text is None:
+            return None
+        return _PLACEHOLDER.sub(lambda m: str(evaluate(m.group(1), names)), text)
+
+    def _actor(self, play: Play, task: Task) -> None:
+        self.client.actor = f"{self.client.user} play {play.name!r} task {task.name!r}"
+
+    def _button(self, play: Play, task: Task, names: dict[str, Any]) -> dict[str, Any]:
+        target = getattr(task, task.action)
+        scenario, group = self._fill(target.scenario, names), self._fill(target.group, names)
+        path = (
+            f"/v1/groups/{group}/{task.action}"
+            if group
+            else f"/v1/scenarios/{scenario}/{task.action}"
+        )
+        body: dict[str, Any] = {"dry_run": self.check}
+        if target.active:
+            body["active"] = target.active
+        self._actor(play, task)
+        answer: dict[str, Any] = self.client.request("POST", path, body)
+        if self.check:
+            steps = answer.get("steps") or answer.get("plan") or []
+            for step in steps:
+                where = (
+                    f"wave {step['wave']}: {step['scenario']}" if "wave" in step else step["step"]
+                )
+                self.say(f"  would: {where}: {step['plan']}")
+            return {"ok": True, "dry_run": True}
+        self.say(f"  {answer['message']}")
+        if group:
+            ok = self.client.follow(answer["command"], "", group_ended(group))
+        elif answer.get("runbook"):
+            query = f"&runbook={answer['runbook']}"
+            ok = self.client.follow(answer["command"], query, runbook_ended)
+        else:
+            ok = True
+        if not ok:
+            raise TaskFailed(f"{task.action} of {group or scenario} did not complete")
+        return {"ok": True, **answer}
+
+    _do_run = _do_stop = _do_failover = _do_switchover = _do_failback = _do_recover = _button
+
+    def _do_check(self, play: Play, task: Task, names: dict[str, Any]) -> dict[str, Any]:
+        assert task.check is not None
+        name = self._fill(task.check.scenario, names)
+        view: dict[str, Any] = self.client.request("GET", f"/v1/scenarios/{name}")
+        side = view["active"] if task.check.side == "active" else task.check.side
+        failing = [c["check"] for c in view[side]["checks"] if not c["ok"]]
+        self.say(
+            f"  {name} {view['state']}; {side} " + (f"fails {failing}" if failing else "passes")
+        )
+        if failing and not self.check:
+            raise TaskFailed(f"{name}: {side} fails {', '.join(failing)}")
+        return view
+
+    def _do_wait_for(self, play: Play, task: Task, names: dict[str, Any]) -> dict[str, Any]:
+        wait = task.wait_for
+        assert wait is not None
+        scenario, group = self._fill(wait.scenario, names), self._fill(wait.group, names)
+        what = f"group {group}" if group else str(scenario)
+        if self.check:
+            self.say(f"  would wait up to {wait.timeout:g}s until {what} is {wait.state}")
+            return {"ok": True, "dry_run": True}
+        deadline = time.monotonic() + wait.timeout
+        while True:
+            state = self._state(scenario, group)
+            if state == wait.state:
+                self.say(f"  {what} is {state}")
+                return {"ok": True, "state": state}
+            if time.monotonic() > deadline:
+                raise TaskFailed(f"{what} is {state}, not {wait.state}, after {wait.timeout:g}s")
+            time.sleep(POLL)
+
+    def _state(self, scenario: str | None, group: str | None) -> str:
+        if scenario:
+            return str(self.client.request("GET", f"/v1/scenarios/{scenario}")["state"])
+        groups = self.client.request("GET", "/v1/groups")["groups"]
+        found = next((g for g in groups if g["name"] == group), None)
+        if found is None:
+            raise TaskFailed(f"no group named {group!r}")
+        return str(found["state"])
+
+    def _do_wait(self, play: Play, task: Task, names: dict[str, Any]) -> dict[str, Any]:
+        assert task.wait is not None
+        self.say(f"  {'would wait' if self.check else 'waiting'} {task.wait:g}s")
+        if not self.check:
+            time.sleep(task.wait)
+        return {"ok": True}
+
+    def _do_pause(self, play: Play, task: Task, names: dict[str, Any]) -> dict[str, Any]:
+        assert task.pause is not None
+        prompt = self._fill(task.pause.prompt, names) or ""
+        if self.check:
+            self.say(f"  would ask: {prompt}")
+        elif self.yes:
+            self.say(f"  {prompt} yes (--yes)")
+        elif not self.ask(prompt):
+            raise TaskFailed("not confirmed")
+        return {"ok": True}

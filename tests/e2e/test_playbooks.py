@@ -1,0 +1,106 @@
+"""Playbooks: every example in playbooks/ runs against a live daemon; --check changes nothing;
+a malformed playbook is refused with the line and the field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.site import Fleet
+
+PLAYBOOKS = Path(__file__).parent.parent.parent / "playbooks"
+GROUPS = [{"name": "farm", "scenarios": ["s1", "s2", "s3"], "ordered": True}]
+ACTING = ("transition", "command", "group_command", "proposal")
+
+
+def play(fleet: Fleet, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return fleet.ha("play", str(PLAYBOOKS / name), *args, timeout=120)
+
+
+@pytest.fixture
+def farm(fleet: Fleet) -> Fleet:
+    fleet.write_config(groups=GROUPS)
+    fleet.start_daemon()
+    fleet.wait_until(lambda: "group farm: protected" in fleet.ha("status").stdout, 10, "protected")
+    return fleet
+
+
+def test_every_example_is_exercised() -> None:
+    assert sorted(p.name for p in PLAYBOOKS.glob("*.yaml")) == [
+        "dr-drill.yaml",
+        "maintenance-switchover.yaml",
+        "planned-migration.yaml",
+    ]
+
+
+def test_maintenance_switchover_moves_the_group_and_back(farm: Fleet) -> None:
+    done = play(farm, "maintenance-switchover.yaml", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "TASK [Switch the group to its replicas, in dependency waves]" in done.stdout
+    assert "group farm is switched" in done.stdout
+    assert [farm.state(n) for n in ("s1", "s2", "s3")] == [("running", "production")] * 3
+    commands = [e for e in farm.journal() if e["kind"] == "group_command"]
+    assert [c["data"]["action"] for c in commands] == ["switchover", "failback"]
+    assert "play 'Maintenance switchover' task" in commands[0]["actor"]
+
+
+def test_dr_drill_fails_over_checks_and_fails_back(farm: Fleet) -> None:
+    done = play(farm, "dr-drill.yaml", "--yes", "-e", "probe=s2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "TASK [The replica of s2 passes its checks]" in done.stdout
+    assert "s2 switched; replica passes" in done.stdout
+    assert farm.transitions("s2")[-1] == "failing_back -> running"
+
+
+def test_planned_migration_of_one_scenario(farm: Fleet) -> None:
+    done = play(farm, "planned-migration.yaml", "-e", "scenario=s4")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert farm.state("s4") == ("switched", "replica")
+    again = play(farm, "planned-migration.yaml", "-e", "scenario=s4")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert 'skipped: when before.active == "production" is false' in again.stdout
+
+
+def test_check_mode_changes_nothing(farm: Fleet) -> None:
+    before = [e["id"] for e in farm.journal() if e["kind"] in ACTING]
+    checked = play(farm, "maintenance-switchover.yaml", "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "would: wave 1: s1: switchover" in checked.stdout
+    assert "would ask: switch farm to its replicas?" in checked.stdout
+    assert [e["id"] for e in farm.journal() if e["kind"] in ACTING] == before
+    assert [farm.state(n) for n in farm.names] == [("running", "production")] * 4
+
+
+def test_a_pause_without_a_terminal_or_yes_stops_the_play(farm: Fleet) -> None:
+    stopped = play(farm, "dr-drill.yaml")
+    assert stopped.returncode == 1
+    assert "cannot ask: no terminal (use --yes)" in stopped.stdout
+    assert not [e for e in farm.journal() if e["kind"] == "group_command"]
+
+
+def test_a_malformed_playbook_names_the_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "- name: broken\n"
+        "  tasks:\n"
+        "    - name: ok\n"
+        "      wait: 1s\n"
+        "    - name: no target\n"
+        "      failover: {scenario: a, grup: b}\n"
+        "    - name: unsafe\n"
+        "      when: __import__('os').system('id')\n"
+        "      wait: 1s\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "ha", "play", str(bad), "-c", str(tmp_path / "none.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{bad}: invalid playbook" in result.stderr
+    assert "line 6: plays[0].tasks[1].failover.grup: unknown field" in result.stderr
+    assert "line 8: plays[0].tasks[2].when: call is not allowed in when" in result.stderr
