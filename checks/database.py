@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Self
 
-import aiomysql
-import asyncpg
 from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, model_validator
 
 from checks.base import Check, CheckConfig, CheckFailed, describe_error
@@ -114,6 +112,8 @@ class DatabaseCheck(Check):
         return _scrub(f"answered {shown} in {elapsed:.1f}ms", password)
 
     async def _ask_postgresql(self, password: str | None) -> Row | None:
+        import asyncpg  # drivers load when a probe runs, not when a config is validated
+
         connection = await asyncpg.connect(
             host=self.target,
             port=self.port,
@@ -128,6 +128,8 @@ class DatabaseCheck(Check):
         return None if row is None else tuple(row)
 
     async def _ask_mysql(self, password: str | None) -> Row | None:
+        import aiomysql
+
         connection = await aiomysql.connect(
             host=self.target,
             port=self.port,
@@ -152,6 +154,9 @@ class DatabaseCheck(Check):
         """The one place where driver errors become details."""
         if (detail := socket_error_detail(exc, self.port)) is not None:
             return detail
+        import aiomysql
+        import asyncpg
+
         user = self.config.user
         if isinstance(exc, asyncpg.InvalidPasswordError):
             return f"authentication failed for user {user!r}"

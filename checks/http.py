@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ssl
 import time
-from typing import ClassVar, Literal, Self
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
-import aiohttp
 from pydantic import Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    import aiohttp
 
 from checks.base import Check, CheckConfig, CheckFailed, describe_error
 from checks.tcp import socket_error_detail
@@ -66,6 +68,8 @@ class HttpCheck(Check):
         self._session: aiohttp.ClientSession | None = None
 
     async def attempt(self) -> str:
+        import aiohttp  # loaded when a probe runs, not when a config is validated
+
         started = time.monotonic()
         try:
             status, body = await self._request()
@@ -86,6 +90,8 @@ class HttpCheck(Check):
 
     async def _request(self) -> tuple[int, str]:
         if self._session is None:
+            import aiohttp
+
             connector = aiohttp.TCPConnector(ssl=self.config.verify_tls, force_close=True)
             self._session = aiohttp.ClientSession(connector=connector)
         config = self.config
@@ -102,6 +108,8 @@ class HttpCheck(Check):
             return response.status, body
 
     def _describe(self, exc: aiohttp.ClientError) -> str:
+        import aiohttp
+
         if isinstance(exc, aiohttp.ClientConnectorCertificateError):
             error = exc.certificate_error
             reason = getattr(error, "verify_message", None) or describe_error(error)

@@ -14,6 +14,7 @@ from ha.client import ApiClient, ApiError, ApiUnavailable, Verdict, group_ended,
 from ha.config import Config, load_config
 from ha.errors import ConfigError, HAError
 from ha.format import event_line, plan_lines, proposal_lines, status_table
+from ha.logs import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 PUSH_BUTTONS = {
@@ -159,6 +160,23 @@ def cmd_rearm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_vm(args: argparse.Namespace) -> int:
+    from ha.machines import vm_command
+
+    return asyncio.run(vm_command(_load(args), args))
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ha.machines import discover_command
+
+    tags = dict(item.split("=", 1) if "=" in item else (item, "*") for item in args.tag)
+    drafts = asyncio.run(discover_command(_load(args), args.provider, args.host, tags))
+    print(yaml.safe_dump(drafts, sort_keys=False), end="")
+    return EXIT_OK
+
+
 def cmd_diagram(args: argparse.Namespace) -> int:
     from ha.machine import diagram
 
@@ -244,6 +262,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rearm", parents=[common], help="re-arm a spent fleet-wide failover budget")
     p.set_defaults(func=cmd_rearm)
 
+    p = sub.add_parser("vm", parents=[common], help="what a provider sees: list VMs, power")
+    p.add_argument("provider", help="name of an entry under providers")
+    p.add_argument("action", choices=["list", "state", "on", "off"])
+    p.add_argument("machine", nargs="?", help="VM name, inventory path or id")
+    p.add_argument("--host", help="list: only the VMs of this host or cluster")
+    p.add_argument("--hard", action="store_true", help="off: cut the power (else a guest shutdown)")
+    p.add_argument(
+        "--force", action="store_true", help="on/off: even a machine that a scenario protects"
+    )
+    p.set_defaults(func=cmd_vm)
+
+    p = sub.add_parser(
+        "discover", parents=[common], help="print scenario YAML for machines not yet protected"
+    )
+    p.add_argument("provider", help="name of an entry under providers")
+    p.add_argument("--host", help="vSphere/Hyper-V: only this host or cluster (one group for it)")
+    p.add_argument(
+        "--tag", action="append", default=[], metavar="KEY[=VALUE]", help="aws: instance tags"
+    )
+    p.set_defaults(func=cmd_discover)
+
     p = sub.add_parser("diagram", help="print the scenario state machine (mermaid)")
     p.set_defaults(func=cmd_diagram)
 
@@ -257,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging("warning", "auto")  # on stderr: stdout is the command's answer
     try:
         code: int = args.func(args)
     except ConfigError as exc:

@@ -27,6 +27,12 @@ from ha.duration import Duration
 from ha.errors import ConfigError
 from ha.groups_config import GroupConfig, apply_group_defaults
 from ha.hooks import HooksConfig
+from ha.redirect.aws import (
+    ElasticIpRedirectConfig,
+    EniRedirectConfig,
+    RouteRedirectConfig,
+    SecondaryIpRedirectConfig,
+)
 from ha.redirect.script import ScriptRedirectConfig
 from providers import ProviderConfig, provider_types
 
@@ -130,6 +136,10 @@ class RunbookPolicy(Model):
 
 class RedirectConfig(Model):
     script: ScriptRedirectConfig | None = None
+    elastic_ip: ElasticIpRedirectConfig | None = None
+    secondary_ip: SecondaryIpRedirectConfig | None = None
+    eni: EniRedirectConfig | None = None
+    route: RouteRedirectConfig | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> RedirectConfig:
@@ -259,11 +269,30 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
             errors.append(
                 (f"{where}.fence", "fencing needs production.machine, to power production off")
             )
+        errors.extend(_redirect_errors(config, scenario, where))
         if scenario.replica.standby and scenario.replica.machine is None:
             errors.append(
                 (f"{where}.replica.standby", "a standby replica needs replica.machine to power on")
             )
     errors.extend(_group_errors(config))
+    return errors
+
+
+def _redirect_errors(config: Config, scenario: ScenarioConfig, where: str) -> list[tuple[str, str]]:
+    """Redirections that act through a provider need one of the right type."""
+    errors: list[tuple[str, str]] = []
+    aws = sorted(name for name, p in config.providers.items() if p.type == "aws")
+    for j, entry in enumerate(scenario.redirect):
+        for kind in ("elastic_ip", "secondary_ip", "eni", "route"):
+            spec = getattr(entry, kind)
+            if spec is not None and spec.provider not in aws:
+                errors.append(
+                    (
+                        f"{where}.redirect[{j}].{kind}.provider",
+                        f"{spec.provider!r} is not an aws provider (aws providers: "
+                        f"{', '.join(aws) or 'none'})",
+                    )
+                )
     return errors
 
 

@@ -88,7 +88,7 @@ class Daemon:
             self.parts[config.name] = Parts(
                 scenario=scenario,
                 providers=self.providers,
-                redirectors=build_redirectors(config),
+                redirectors=build_redirectors(config, self.providers),
                 probe=self._prober(config.name),
                 proposal=self._proposal_of(config.name),
             )

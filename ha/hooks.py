@@ -16,7 +16,6 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import aiohttp
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -80,6 +79,8 @@ async def run_hook(hook: HookConfig, event: Mapping[str, Any], env: Mapping[str,
         if not result.ok:
             raise Vetoed(f"hook {hook.label}: {result.describe()}")
         return f"hook {hook.label}: {result.describe()}"
+    import aiohttp  # loaded when a webhook runs, not when a config is validated
+
     assert hook.url is not None
     headers = {"Content-Type": "application/json"}
     headers.update({"X-" + k.replace("_", "-"): v for k, v in env.items()})

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from ha.duration import Duration, format_duration
 from ha.errors import NotSupported, ProviderError
-from providers.aws_api import Ec2Api
-from providers.aws_volumes import revert_volumes, snapshot_set, snapshot_volumes
 from providers.base import PowerState, Provider, ProviderConfig
+
+if TYPE_CHECKING:
+    from providers.aws_api import Ec2Api
 
 _POWER = {
     "pending": PowerState.ON,
@@ -81,7 +82,9 @@ class AwsProvider(Provider):
 
     def __init__(self, name: str, config: AwsProviderConfig) -> None:
         super().__init__(name, config)
-        self.api = Ec2Api(name, config)
+        from providers.aws_api import Ec2Api  # boto3 loads only when a provider is built
+
+        self.api: Ec2Api = Ec2Api(name, config)
 
     async def power_state(self, machine: str) -> PowerState:
         instance = await self.api.instance(machine)
@@ -137,6 +140,8 @@ class AwsProvider(Provider):
     async def snapshot(self, machine: str, name: str) -> str:
         """CreateSnapshots of the root and data volumes at once (crash-consistent), tagged
         with ``name``; returns the snapshot set's id (``ha-...``) for :meth:`revert`."""
+        from providers.aws_volumes import snapshot_volumes
+
         return await snapshot_volumes(self.api, await self.api.instance(machine), name)
 
     async def revert(self, machine: str, snapshot: str) -> None:
@@ -153,6 +158,8 @@ class AwsProvider(Provider):
         iid = instance["InstanceId"]
         was_on = _POWER.get(instance["State"]["Name"]) == PowerState.ON
         deadline = time.monotonic() + self.config.wait_timeout
+        from providers.aws_volumes import revert_volumes, snapshot_set
+
         snapshots = await snapshot_set(self.api, iid, snapshot, deadline)
         await self.power_off(iid, hard=False)
         await revert_volumes(self.api, await self.api.instance(iid), snapshots, deadline)

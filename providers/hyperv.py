@@ -28,16 +28,18 @@ from typing import Any, Literal, Self
 import certifi
 import structlog
 from pydantic import Field, model_validator
-from winrm.exceptions import WinRMOperationTimeoutError
-from winrm.protocol import Protocol
 
 from checks.base import CheckFailed
 from checks.database import EnvVarName, SecretFilePath, read_secret
 from ha.duration import Duration, format_duration
 from ha.errors import ProviderError
+from ha.lazy import LazyModule
 from providers.base import PowerState, Provider, ProviderConfig
 from providers.hyperv_powershell import arg, powershell_error, script, winrm_error
 from providers.vsphere_discover import MachineInfo
+
+winrm_protocol: Any = LazyModule("winrm.protocol")
+winrm_exceptions: Any = LazyModule("winrm.exceptions")
 
 log = structlog.get_logger("providers.hyperv")
 
@@ -167,7 +169,7 @@ class HypervProvider(Provider):
         password = secret.get_secret_value() if secret is not None else None
         encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
         try:
-            protocol = Protocol(
+            protocol = winrm_protocol.Protocol(
                 config.endpoint,
                 transport=config.transport,
                 username=config.user,
@@ -196,7 +198,7 @@ class HypervProvider(Provider):
             raise ProviderError(f"{what}: unexpected answer from PowerShell: {stdout[:120]!r}")
         return answer
 
-    def _execute(self, protocol: Protocol, encoded: str) -> tuple[bytes, bytes, int]:
+    def _execute(self, protocol: Any, encoded: str) -> tuple[bytes, bytes, int]:
         shell = protocol.open_shell(codepage=UTF8_CODEPAGE)
         try:
             argv = ["-NoProfile", "-NonInteractive", "-EncodedCommand", encoded]
@@ -208,13 +210,13 @@ class HypervProvider(Provider):
         finally:
             protocol.close_shell(shell)
 
-    def _receive(self, protocol: Protocol, shell: str, command: str) -> tuple[bytes, bytes, int]:
+    def _receive(self, protocol: Any, shell: str, command: str) -> tuple[bytes, bytes, int]:
         give_up = time.monotonic() + self.config.timeout
         stdout, stderr = bytearray(), bytearray()
         while time.monotonic() < give_up:
             try:
                 out, err, code, done = protocol.get_command_output_raw(shell, command)
-            except WinRMOperationTimeoutError:
+            except winrm_exceptions.WinRMOperationTimeoutError:
                 continue  # no output yet: ask again
             stdout += out
             stderr += err

@@ -16,14 +16,12 @@ from __future__ import annotations
 import base64
 import re
 import xml.etree.ElementTree as ET
+from typing import Any
 
-import requests
-from winrm.exceptions import (
-    InvalidCredentialsError,
-    WinRMError,
-    WinRMTransportError,
-    WSManFaultError,
-)
+from ha.lazy import LazyModule
+
+requests: Any = LazyModule("requests")
+winrm_exceptions: Any = LazyModule("winrm.exceptions")
 
 MESSAGE_LIMIT = 300
 _TOKEN = re.compile(r"@[A-Z]+@")
@@ -164,11 +162,11 @@ def _clixml_errors(text: str) -> str:
 
 def winrm_error(exc: Exception, endpoint: str, user: str) -> str:
     """The one mapping of pywinrm, requests and XML errors into a message."""
-    if isinstance(exc, InvalidCredentialsError):
+    if isinstance(exc, winrm_exceptions.InvalidCredentialsError):
         return f"{endpoint} refused the login of user {user!r}"
-    if isinstance(exc, WSManFaultError):
+    if isinstance(exc, winrm_exceptions.WSManFaultError):
         return f"{endpoint}: WS-Management fault: {exc.reason}"
-    if isinstance(exc, WinRMTransportError):
+    if isinstance(exc, winrm_exceptions.WinRMTransportError):
         return f"{endpoint} answered HTTP {exc.code}"
     if isinstance(exc, requests.exceptions.SSLError):
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
@@ -181,7 +179,7 @@ def winrm_error(exc: Exception, endpoint: str, user: str) -> str:
         return f"{endpoint} did not answer in time"
     if isinstance(exc, requests.exceptions.ConnectionError):
         return f"cannot reach {endpoint}"
-    if isinstance(exc, WinRMError):
+    if isinstance(exc, winrm_exceptions.WinRMError):
         return f"{endpoint}: {exc}"
     if isinstance(exc, ET.ParseError | StopIteration | AssertionError | KeyError):
         return f"{endpoint} gave an answer that is not WS-Management ({type(exc).__name__})"

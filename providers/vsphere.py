@@ -26,14 +26,17 @@ from typing import Any, Literal, Self, TypeVar
 
 import structlog
 from pydantic import Field, model_validator
-from pyVmomi import vim, vmodl
 
 from checks.database import EnvVarName, SecretFilePath
 from ha.duration import Duration, format_duration
 from ha.errors import ProviderError
+from ha.lazy import LazyModule
 from providers.base import PowerState, Provider, ProviderConfig
 from providers.vsphere_discover import MachineInfo
 from providers.vsphere_session import Connection, Session, read, read_all, type_name, wait_for_task
+
+vim: Any = LazyModule("pyVmomi", "vim")
+vmodl: Any = LazyModule("pyVmomi", "vmodl")
 
 log = structlog.get_logger("providers.vsphere")
 

@@ -24,13 +24,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from pyVim import connect
-from pyVmomi import vim, vmodl
 
 from checks.base import CheckFailed
 from checks.database import read_secret
 from ha.duration import format_duration
 from ha.errors import NotSupported, ProviderError
+from ha.lazy import LazyModule
+
+connect: Any = LazyModule("pyVim.connect")
+vim: Any = LazyModule("pyVmomi", "vim")
+vmodl: Any = LazyModule("pyVmomi", "vmodl")
 
 if TYPE_CHECKING:
     from providers.vsphere import VsphereConfig
@@ -42,11 +45,12 @@ HTTP_TIMEOUT = 30.0  # seconds for one API call on the wire
 IDLE_CHECK = 300.0  # a session unused this long is checked before it is used again
 TASK_POLL_MAX = 1.0  # seconds between two reads of a task's state, at most
 
-# pyVmomi ships py.typed but leaves these untyped: use them as Any.
-PC: Any = vmodl.query.PropertyCollector
-SmartStubAdapter: Any = connect.SmartStubAdapter
-ServiceInstance: Any = vim.ServiceInstance
-_NOT_SUPPORTED = (vmodl.fault.NotSupported, vmodl.fault.MethodNotFound, vim.fault.RestrictedVersion)
+
+def _pc() -> Any:
+    """The PropertyCollector's types (pyVmomi leaves them untyped)."""
+    return vmodl.query.PropertyCollector
+
+
 _CONNECTION_ERRORS = (OSError, http.client.HTTPException)
 
 
@@ -157,7 +161,7 @@ class Session:
             # pyVmomi negotiates the API version without a timeout: see first that the host
             # answers at all, so that a dead vCenter fails within HTTP_TIMEOUT, not minutes.
             socket.create_connection((config.host, config.port), timeout=HTTP_TIMEOUT).close()
-            stub = SmartStubAdapter(
+            stub = connect.SmartStubAdapter(
                 host=config.host,
                 port=config.port,
                 sslContext=_ssl_context(config),
@@ -165,7 +169,7 @@ class Session:
             )
         except Exception as exc:  # a bare Exception when the server speaks no vSphere API
             raise provider_error(exc, self.where) from exc
-        si = ServiceInstance("ServiceInstance", stub)
+        si = vim.ServiceInstance("ServiceInstance", stub)
         try:
             content = si.RetrieveContent()
             content.sessionManager.Login(config.user, password, None)
@@ -232,11 +236,13 @@ def _ssl_context(config: VsphereConfig) -> ssl.SSLContext:
 
 def read(connection: Connection, obj: Any, paths: list[str]) -> dict[str, Any]:
     """The set properties among ``paths`` of one managed object (unset ones are left out)."""
-    spec = PC.FilterSpec(
-        objectSet=[PC.ObjectSpec(obj=obj, skip=False)],
-        propSet=[PC.PropertySpec(type=type(obj), pathSet=paths, all=False)],
+    spec = _pc().FilterSpec(
+        objectSet=[_pc().ObjectSpec(obj=obj, skip=False)],
+        propSet=[_pc().PropertySpec(type=type(obj), pathSet=paths, all=False)],
     )
-    result = connection.content.propertyCollector.RetrievePropertiesEx([spec], PC.RetrieveOptions())
+    result = connection.content.propertyCollector.RetrievePropertiesEx(
+        [spec], _pc().RetrieveOptions()
+    )
     if result is None or not result.objects:
         return {}
     return {prop.name: prop.val for prop in result.objects[0].propSet}
@@ -246,13 +252,15 @@ def read_all(
     connection: Connection, view: Any, kind: Any, paths: list[str]
 ) -> list[tuple[Any, dict[str, Any]]]:
     """``paths`` of every object of type ``kind`` in a container view, in one paged query."""
-    traverse = PC.TraversalSpec(name="view", type=vim.view.ContainerView, path="view", skip=False)
-    spec = PC.FilterSpec(
-        objectSet=[PC.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
-        propSet=[PC.PropertySpec(type=kind, pathSet=paths, all=False)],
+    traverse = _pc().TraversalSpec(
+        name="view", type=vim.view.ContainerView, path="view", skip=False
+    )
+    spec = _pc().FilterSpec(
+        objectSet=[_pc().ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
+        propSet=[_pc().PropertySpec(type=kind, pathSet=paths, all=False)],
     )
     collector = connection.content.propertyCollector
-    result = collector.RetrievePropertiesEx([spec], PC.RetrieveOptions())
+    result = collector.RetrievePropertiesEx([spec], _pc().RetrieveOptions())
     found: list[tuple[Any, dict[str, Any]]] = []
     while result is not None:
         found += [(o.obj, {p.name: p.val for p in o.propSet}) for o in result.objects]
@@ -298,7 +306,14 @@ def provider_error(exc: BaseException, where: str = "", user: str = "") -> Provi
         message = str(getattr(exc, "msg", "") or "").strip()
         name = type_name(exc)
         text = f"{name}: {message}" if message and message != name else name
-        return NotSupported(text) if isinstance(exc, _NOT_SUPPORTED) else ProviderError(text)
+        return (
+            NotSupported(text)
+            if isinstance(
+                exc,
+                (vmodl.fault.NotSupported, vmodl.fault.MethodNotFound, vim.fault.RestrictedVersion),
+            )
+            else ProviderError(text)
+        )
     if isinstance(exc, ssl.SSLCertVerificationError):
         return ProviderError(
             f"TLS certificate of {where} not trusted ({exc.verify_message}); "

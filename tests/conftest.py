@@ -12,6 +12,9 @@ from tests.e2e.site import Fleet, Site
 pytest_plugins = [
     "tests.servers.postgres",
     "tests.servers.mariadb",
+    "tests.servers.moto_aws",
+    "tests.servers.vcsim",
+    "tests.servers.winrm_fake",
 ]
 
 

@@ -27,8 +27,6 @@ from tests.servers.moto_aws import (
     record,
 )
 
-pytest_plugins = ["tests.servers.moto_aws"]  # one moto server for the session
-
 
 def make_provider(moto_aws: MotoServer, **settings: Any) -> AwsProvider:
     config = AwsProviderConfig.model_validate(

@@ -14,7 +14,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -24,11 +24,7 @@ from providers.base import PowerState
 from providers.hyperv import HypervConfig, HypervProvider
 from providers.vsphere_discover import MachineInfo, discover
 from tests.servers.ports import free_port
-
-if TYPE_CHECKING:
-    from tests.servers.winrm_fake import Reply, WinrmFake
-
-pytest_plugins = ["tests.servers.winrm_fake"]  # until tests/conftest.py lists it
+from tests.servers.winrm_fake import Reply, WinrmFake
 
 ARG = re.compile(r"\(Get-Arg '([A-Za-z0-9+/=]*)'\)")
 ACTION = re.compile(r"^# ha-orchestrator hyperv: (\w+)\n")
@@ -47,9 +43,7 @@ CLIXML_START_FAILED = (
 
 
 def reply(**fields: Any) -> Reply:
-    """A recorded PowerShell outcome (imported here: pytest must register the plugin first)."""
-    from tests.servers.winrm_fake import Reply
-
+    """A recorded PowerShell outcome."""
     return Reply(**fields)
 
 

@@ -30,8 +30,6 @@ from tests.servers.ports import free_port
 if TYPE_CHECKING:
     from tests.servers.vcsim import Vcsim
 
-pytest_plugins = ["tests.servers.vcsim"]  # until tests/conftest.py lists it
-
 PROD = "DC0_H0_VM0"
 REPLICA = "DC0_C0_RP0_VM0"
 SPARE = "DC0_H0_VM1"

@@ -33,8 +33,6 @@ from tests.servers.moto_aws import (
     record,
 )
 
-pytest_plugins = ["tests.servers.moto_aws"]  # one moto server for the session
-
 TARGET = Target("web01", production="10.0.1.10", replica="10.0.1.20")
 
 
