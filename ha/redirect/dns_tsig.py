@@ -53,7 +53,7 @@ class TsigKey:
     secret: SecretStr
 
     def signer(self) -> dns.tsig.Key:
-        """The dnspython key to sign one message with; do not keep it (its repr shows the secret)."""
+        """The dnspython key to sign one message; do not keep it (its repr shows the secret)."""
         return dns.tsig.Key(self.name, self.secret.get_secret_value(), ALGORITHMS[self.algorithm])
 
 
