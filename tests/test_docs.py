@@ -13,12 +13,18 @@ def test_readme_shows_the_state_diagram_drawn_from_the_machine() -> None:
     assert f"```mermaid\n{diagram()}\n```" in readme
 
 
-def test_the_readme_config_example_is_valid(
+def test_the_readme_config_examples_are_valid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "ha.yaml").write_text(example)
-    monkeypatch.setenv("WEB01_DB_PASSWORD", "secret")
-    config = load_config(tmp_path / "ha.yaml")
-    assert [c.kind for c in config.scenarios[0].checks] == ["tcp", "http", "database", "script"]
+    blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
+    complete = [b for b in blocks if b.startswith(("state:", "providers:"))]
+    for name in ("WEB01_DB_PASSWORD", "VSPHERE_PASSWORD", "HYPERV_PASSWORD"):
+        monkeypatch.setenv(name, "secret")
+    configs = []
+    for i, example in enumerate(complete):
+        (tmp_path / f"{i}.yaml").write_text(example)
+        configs.append(load_config(tmp_path / f"{i}.yaml"))
+    assert len(configs) == 2
+    assert [c.kind for c in configs[0].scenarios[0].checks] == ["tcp", "http", "database", "script"]
+    assert sorted(configs[1].providers) == ["cloud", "dc1", "hv1"]
