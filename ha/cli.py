@@ -13,7 +13,15 @@ from typing import Any
 from ha.client import ApiClient, ApiError, ApiUnavailable, Verdict, group_ended, runbook_ended
 from ha.config import Config, load_config
 from ha.errors import ConfigError, HAError
-from ha.format import event_line, plan_lines, proposal_lines, status_table
+from ha.format import (
+    AR_RESULTS,
+    event_line,
+    plan_lines,
+    proposal_lines,
+    status_table,
+    test_history,
+    test_plan,
+)
 from ha.logs import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -27,6 +35,7 @@ PUSH_BUTTONS = {
     "resume": "end maintenance: automatic actions again",
     "abort": "give up a blocked runbook; the active side stays as it is",
     "recover": "split or blocked: keep one side active, fence the other, redirect, verify",
+    "test": "Assured Recovery: rehearse recovery on the replica now, without touching production",
 }
 
 
@@ -60,7 +69,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    client = ApiClient(_load(args))
+    config = _load(args)
+    if args.command == "test" and args.dry_run:
+        print("\n".join(test_plan(config, args.name)))
+        return EXIT_OK
+    client = ApiClient(config)
+    if args.command == "test":
+        return _test(client, args)
     body = {"dry_run": args.dry_run, "force": getattr(args, "force", False)}
     if getattr(args, "active", None):
         body["active"] = args.active
@@ -74,6 +89,26 @@ def cmd_push(args: argparse.Namespace) -> int:
         ok = client.follow(answer["command"], f"&runbook={runbook}", _printing(runbook_ended))
         return EXIT_OK if ok else EXIT_FAILED
     return EXIT_OK
+
+
+def _test(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.history:
+        print("\n".join(test_history(client.history(args.name, AR_RESULTS))))
+        return EXIT_OK
+    answer = client.request("POST", f"/v1/scenarios/{args.name}/test", {})
+    print(f"accepted: {answer['message']}")
+    if not args.wait:
+        return EXIT_OK
+
+    def verdict(event: dict[str, Any]) -> bool | None:
+        if event["kind"].startswith("ar_"):
+            print(event_line(event), flush=True)
+        if event["kind"] in AR_RESULTS:
+            return bool(event["kind"] == "ar_passed")
+        return None
+
+    ok = client.follow(answer["command"], f"&scenario={args.name}", verdict)
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def _printing(verdict: Verdict) -> Verdict:
@@ -217,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print the steps it would take")
         if name == "recover":
             p.add_argument("--active", required=True, choices=["production", "replica"])
+        if name == "test":
+            p.add_argument("--history", action="store_true", help="past tests and their times")
+            p.add_argument("--wait", action="store_true", help="follow the test until it ends")
         if name in ("failover", "switchover", "failback", "recover"):
             p.add_argument(
                 "--force", action="store_true", help="even if the target side fails its checks"
@@ -237,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         "group", parents=[common], help="run, stop, fail over, recover a whole group"
     )
     p.add_argument(
-        "action", choices=["run", "stop", "failover", "switchover", "failback", "recover"]
+        "action",
+        choices=["run", "stop", "failover", "switchover", "failback", "recover", "test"],
     )
     p.add_argument("name", help="group name")
     p.add_argument("--active", choices=["production", "replica"], help="recover: the side to keep")

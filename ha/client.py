@@ -81,6 +81,17 @@ class ApiClient:
                 if result is not None:
                     return result
 
+    def history(self, scenario: str, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Every journal event of ``scenario`` of these kinds, oldest first."""
+        found: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = self.request("GET", f"/v1/events?scenario={scenario}&after={after}&limit=1000")
+            found.extend(e for e in page["events"] if e["kind"] in kinds)
+            if len(page["events"]) < 1000:
+                return found
+            after = page["events"][-1]["id"]
+
 
 Verdict = Callable[[dict[str, Any]], bool | None]
 

@@ -27,6 +27,7 @@ from ha.duration import Duration
 from ha.errors import ConfigError
 from ha.groups_config import GroupConfig, apply_group_defaults
 from ha.hooks import HooksConfig
+from ha.process import Command
 from ha.redirect.aws import (
     ElasticIpRedirectConfig,
     EniRedirectConfig,
@@ -164,6 +165,39 @@ class SplitPolicy(Model):
     )
 
 
+def _cron(value: str | None) -> str | None:
+    if value is not None:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday)")
+    return value
+
+
+class AssuredRecoveryConfig(Model):
+    schedule: Annotated[str | None, AfterValidator(_cron)] = Field(
+        None, description="cron, e.g. '0 3 * * 0'; none: only `ha test`"
+    )
+    window: Duration = Field(
+        3600.0, gt=0, description="a scheduled test may start this long after its time, else missed"
+    )
+    checks: list[CheckSpec] = Field(
+        default_factory=list, description="more checks of the replica, besides its usual ones"
+    )
+    start: Command | None = Field(None, description="starts the application on the replica")
+    timeout: Duration = Field(600.0, gt=0, description="every AR check must pass within this")
+    on_production_failure: Literal["revert", "keep"] = Field(
+        "revert", description="a failover during a test: revert the replica first, or keep it up"
+    )
+    keep_snapshots: int = Field(
+        0, ge=0, description="after a pass, keep the pre-test snapshot as known-good, the last N"
+    )
+
+
+class RecoveryTestsConfig(Model):
+    max_concurrent: int = Field(1, ge=1, description="Assured Recovery tests running at once")
+
+
 class ScenarioConfig(Model):
     name: str = Field(pattern=NAME_PATTERN)
     production: ServerConfig
@@ -180,6 +214,7 @@ class ScenarioConfig(Model):
     runbook: RunbookPolicy = RunbookPolicy()
     hooks: HooksConfig = HooksConfig()
     split: SplitPolicy = SplitPolicy()
+    assured_recovery: AssuredRecoveryConfig | None = None
     start: Literal["running", "stopped"] = Field(
         "running", description="state on the daemon's first start"
     )
@@ -223,6 +258,7 @@ class Config(Model):
     api: ApiConfig = Field(default_factory=ApiConfig)
     log: LogConfig = LogConfig()
     safety: SafetyConfig = SafetyConfig()
+    recovery_tests: RecoveryTestsConfig = RecoveryTestsConfig()
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
     scenarios: list[ScenarioConfig] = Field(default_factory=list)
     groups: list[GroupConfig] = Field(default_factory=list)
@@ -270,6 +306,13 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
                 (f"{where}.fence", "fencing needs production.machine, to power production off")
             )
         errors.extend(_redirect_errors(config, scenario, where))
+        if scenario.assured_recovery is not None and scenario.replica.machine is None:
+            errors.append(
+                (
+                    f"{where}.assured_recovery",
+                    "needs replica.machine: a test snapshots the replica and reverts it",
+                )
+            )
         if scenario.replica.standby and scenario.replica.machine is None:
             errors.append(
                 (f"{where}.replica.standby", "a standby replica needs replica.machine to power on")

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from checks import Check, CheckResult
+from ha.ar_runner import RecoveryTests
 from ha.autopilot import Autopilot
 from ha.commands import RUNBOOK_COMMANDS, Intent
 from ha.config import Config
@@ -60,6 +61,9 @@ class Daemon:
         self.background = Background()
         self.groups = GroupRunner(self.scenarios, self.submit, self.store)
         self.readback = ReadBack(self.parts, self._report)
+        self.tests = RecoveryTests(
+            config, self.store, self.scenarios, self.providers, self._probe_replica
+        )
 
     # Start and stop.
 
@@ -94,11 +98,13 @@ class Daemon:
             )
             if scenario.state != "stopped":
                 self.monitor.watch(config.name, self.checks[config.name])
+        await self.tests.restore(time.time())  # undo interrupted tests before any runbook acts
+        for scenario in self.scenarios.values():
             if scenario.state in RUNBOOK_STATES:
                 await self.store.append(
                     JournalEvent(
                         kind="runbook_resumed",
-                        scenario=config.name,
+                        scenario=scenario.name,
                         runbook=scenario.record.runbook,
                         message=f"resuming {scenario.record.runbook_kind} after a restart",
                     )
@@ -108,6 +114,7 @@ class Daemon:
 
     async def stop(self) -> None:
         self.monitor.close()
+        await self.tests.close()
         await self.groups.close()
         await self.readback.close()
         await self.background.close()
@@ -149,6 +156,7 @@ class Daemon:
         for scenario in self.scenarios.values():
             await self._evaluate(scenario, now)
         self.readback.schedule(self.scenarios, now)
+        await self.tests.tick(now)
         self._report_status()
 
     async def _evaluate(self, scenario: Scenario, now: float) -> None:
@@ -247,6 +255,7 @@ class Daemon:
     async def _run_runbook(self, runbook: Runbook) -> None:
         structlog.contextvars.bind_contextvars(scenario=runbook.scenario, runbook=runbook.id)
         try:
+            await self.tests.abort(runbook.scenario)  # a rehearsal never holds a runbook longer
             await runbook.run()
             report = ("finish", "")
         except RunbookCancelled as exc:
@@ -286,6 +295,9 @@ class Daemon:
             return {"proposal": found[-1].id, **found[-1].data} if found else {"runbook": runbook}
 
         return proposal
+
+    async def _probe_replica(self, name: str) -> dict[str, CheckResult]:
+        return await self.parts[name].probe("replica")
 
     def _prober(self, name: str) -> Any:
         async def probe(side: Side) -> dict[str, CheckResult]:

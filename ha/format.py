@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ha.config import Config
 
 
 def _checks(side: dict[str, Any]) -> str:
@@ -88,3 +91,44 @@ def proposal_lines(data: dict[str, Any]) -> list[str]:
             f"{row['scenario']}  {row['proposals']}  {row['observed']}  {row['cancelled']}  {down}"
         )
     return lines
+
+
+AR_RESULTS = ("ar_passed", "ar_failed", "ar_aborted", "ar_rolled_back")
+
+
+def test_history(events: list[dict[str, Any]]) -> list[str]:
+    """Assured Recovery results, each with its rehearsed recovery time and the trend."""
+    lines = []
+    previous: float | None = None
+    for event in events:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(event["ts"]))
+        result = event["kind"].removeprefix("ar_")
+        recovery = event["data"].get("recovery_time")
+        trend = ""
+        if recovery is not None and previous is not None:
+            trend = f" ({recovery - previous:+.1f}s)"
+        if recovery is not None:
+            previous = recovery
+        shown = f"{recovery:.1f}s{trend}" if recovery is not None else "-"
+        lines.append(f"{when}  {result:<11} recovery {shown:<16} {event['message']}")
+    return lines or ["no Assured Recovery test yet"]
+
+
+def test_plan(config: Config, name: str) -> list[str]:
+    """What ``ha test NAME`` would do, from the config alone."""
+    scenario = next((s for s in config.scenarios if s.name == name), None)
+    if scenario is None:
+        return [f"no scenario named {name!r}"]
+    ar, machine = scenario.assured_recovery, scenario.replica.machine
+    if ar is None or machine is None:
+        return [f"{name}: no assured_recovery configured"]
+    checks = len([c for c in scenario.checks if c.side != "production"]) + len(ar.checks)
+    return [
+        f"dry run: test {name} would, on replica {machine.name} via {machine.provider}:",
+        "  1. record its power state",
+        "  2. take a snapshot",
+        "  3. power it on" + (" and run the start command" if ar.start else ""),
+        f"  4. wait up to {ar.timeout:g}s until its {checks} checks pass (the recovery time)",
+        "  5. power it off again if it was off, revert to the snapshot, delete the snapshot",
+        "  production and redirection are never touched",
+    ]

@@ -23,7 +23,7 @@ from ha.store import JournalEvent, Side, Store
 
 log = structlog.get_logger("ha.groups")
 
-GROUP_ACTIONS = ("run", "stop", "failover", "switchover", "failback", "recover")
+GROUP_ACTIONS = ("run", "stop", "failover", "switchover", "failback", "recover", "test")
 WAVE_POLL = 0.1
 
 
@@ -31,7 +31,7 @@ def goal(action: str, active: Side | None) -> str:
     """The state a member must reach for ``action`` to be done."""
     if action == "recover":
         return "running" if active == "production" else "switched"
-    return {"run": "", "stop": "stopped", "failback": "running"}.get(action, "switched")
+    return {"run": "", "test": "", "stop": "stopped", "failback": "running"}.get(action, "switched")
 
 
 def skip_reason(scenario: Scenario, action: str, active: Side | None) -> str | None:

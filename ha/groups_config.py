@@ -24,6 +24,9 @@ class GroupDefaults(BaseModel):
     failover: dict[str, Any] = Field(default_factory=dict, description="failover policy keys")
     hooks: dict[str, Any] = Field(default_factory=dict, description="hooks by moment")
     dns_server: str | None = Field(None, description="server of dns redirections without one")
+    assured_recovery: dict[str, Any] | None = Field(
+        None, description="Assured Recovery settings (a schedule) for members without their own"
+    )
 
     @field_validator("failover")
     @classmethod
@@ -124,6 +127,8 @@ def _merge(scenario: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]
         if isinstance(defaults.get(key), dict):
             own = result.get(key)
             result[key] = {**defaults[key], **(own if isinstance(own, dict) else {})}
+    if defaults.get("assured_recovery") and "assured_recovery" not in result:
+        result["assured_recovery"] = defaults["assured_recovery"]
     checks = result.get("checks")
     if isinstance(checks, list):
         timing = {k: defaults[k] for k in ("interval", "timeout") if defaults.get(k) is not None}

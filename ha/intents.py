@@ -26,6 +26,9 @@ async def apply_intent(daemon: Daemon, intent: Intent) -> None:
     if intent.group is not None:
         await _apply_group_intent(daemon, intent)
         return
+    if intent.action == "test":
+        await _apply_test(daemon, intent)
+        return
     scenario = daemon.scenarios[intent.scenario]
     event = await daemon.store.append(
         JournalEvent(
@@ -122,6 +125,28 @@ async def _rearm(daemon: Daemon, intent: Intent) -> None:
         )
     else:
         outcome = Outcome("conflict", why_not)
+    if not intent.future.done():
+        intent.future.set_result(outcome)
+
+
+async def _apply_test(daemon: Daemon, intent: Intent) -> None:
+    scenario = daemon.scenarios[intent.scenario]
+    event = await daemon.store.append(
+        JournalEvent(
+            kind="command",
+            scenario=intent.scenario,
+            actor=intent.actor,
+            message="test requested",
+            data={"action": "test"},
+        )
+    )
+    why_not = daemon.tests.conflict(scenario)
+    if why_not is None:
+        outcome = Outcome(
+            "accepted", daemon.tests.request(scenario, intent.actor), command=event.id
+        )
+    else:
+        outcome = Outcome("conflict", why_not, command=event.id)
     if not intent.future.done():
         intent.future.set_result(outcome)
 

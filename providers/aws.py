@@ -144,6 +144,15 @@ class AwsProvider(Provider):
 
         return await snapshot_volumes(self.api, await self.api.instance(machine), name)
 
+    async def delete_snapshot(self, machine: str, snapshot: str) -> None:
+        """Delete every snapshot of the set."""
+        from providers.aws_volumes import snapshot_set
+
+        iid = (await self.api.instance(machine))["InstanceId"]
+        deadline = time.monotonic() + self.config.wait_timeout
+        for item in await snapshot_set(self.api, iid, snapshot, deadline):
+            await self.api.call("DeleteSnapshot", item["SnapshotId"], SnapshotId=item["SnapshotId"])
+
     async def revert(self, machine: str, snapshot: str) -> None:
         """Replace every volume of the snapshot set with a new one made from its snapshot.
 

@@ -73,6 +73,11 @@ class Provider(ABC):
         """Revert the machine to a snapshot. Idempotent."""
         raise NotSupported(f"provider {self.name} ({self.type}) cannot revert snapshots")
 
+    async def delete_snapshot(self, machine: str, snapshot: str) -> None:
+        """Delete a snapshot (the machine keeps its current state). Not idempotent: a snapshot
+        already gone is an error."""
+        raise NotSupported(f"provider {self.name} ({self.type}) cannot delete snapshots")
+
     def describe(self, action: str, machine: str) -> str:
         """One line for dry runs and the journal: what ``action`` on ``machine`` will do."""
         return f"{action} {machine} via {self.name} ({self.type})"

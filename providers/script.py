@@ -34,6 +34,7 @@ class ScriptProviderConfig(ProviderConfig):
     shutdown: Command | None = Field(None, description="graceful stop; power_off when unset")
     snapshot: Command | None = Field(None, description="takes snapshot {snapshot}; prints its id")
     revert: Command | None = Field(None, description="reverts {machine} to snapshot {snapshot}")
+    delete_snapshot: Command | None = Field(None, description="deletes snapshot {snapshot}")
     timeout: Duration = Field(60.0, gt=0, description="for each command")
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -88,3 +89,8 @@ class ScriptProvider(Provider):
         if self.config.revert is None:
             raise NotSupported(f"provider {self.name}: no revert command configured")
         await self._run("revert", self.config.revert, machine, snapshot=snapshot)
+
+    async def delete_snapshot(self, machine: str, snapshot: str) -> None:
+        if self.config.delete_snapshot is None:
+            raise NotSupported(f"provider {self.name}: no delete_snapshot command configured")
+        await self._run("delete_snapshot", self.config.delete_snapshot, machine, snapshot=snapshot)
