@@ -109,7 +109,10 @@ def test_vsphere_rehearsal_snapshots_powers_on_checks_reverts_and_cleans_up(
         passed = ended(site)[-1]
         assert passed["kind"] == "ar_passed"
         assert passed["data"]["recovery_time"] > 0
-        assert asyncio.run(replica()) == ("off", f"{REPLICA_VM} has no snapshots")  # as before
+        assert asyncio.run(replica()) == (
+            "off",
+            f"revert {REPLICA_VM} to any: {REPLICA_VM} has no snapshots",
+        )  # as before
         assert site.transitions("app") == []  # production and redirection untouched
 
         failed = site.ha("test", "bad", "--wait", timeout=90)
@@ -117,7 +120,10 @@ def test_vsphere_rehearsal_snapshots_powers_on_checks_reverts_and_cleans_up(
         result = ended(site)[-1]
         assert result["kind"] == "ar_failed"
         assert result["data"]["failing"] == {"ar:script": "exit 1"}
-        assert asyncio.run(replica()) == ("off", f"{REPLICA_VM} has no snapshots")
+        assert asyncio.run(replica()) == (
+            "off",
+            f"revert {REPLICA_VM} to any: {REPLICA_VM} has no snapshots",
+        )
         history = site.ha("test", "app", "--history")
         assert "passed" in history.stdout
     finally:
