@@ -157,12 +157,14 @@ class RecoveryTests:
         return None
 
     def request(self, scenario: Scenario, trigger: str) -> str:
-        """Start a test now, or queue it behind the concurrency limit; what happened, in words."""
-        if len(self.running) < self.config.recovery_tests.max_concurrent:
+        """Start a test now, or queue it (first come, first served) behind the concurrency
+        limit; what happened, in words."""
+        if not self.queue and len(self.running) < self.config.recovery_tests.max_concurrent:
             test = self._start(scenario, trigger)
             return f"test {test} started"
-        self.queue.append((scenario.name, trigger))
-        return f"queued: {len(self.running)} test(s) running"
+        if all(name != scenario.name for name, _ in self.queue):
+            self.queue.append((scenario.name, trigger))
+        return f"queued behind {len(self.running)} running and {len(self.queue) - 1} waiting"
 
     def _start(self, scenario: Scenario, trigger: str) -> str:
         ar = scenario.config.assured_recovery
@@ -202,7 +204,11 @@ class RecoveryTests:
             await asyncio.gather(task, return_exceptions=True)
 
     async def tick(self, now: float) -> None:
-        """Due schedules, then the queue (within the concurrency limit)."""
+        """The queue (within the concurrency limit), then due schedules."""
+        while self.queue and len(self.running) < self.config.recovery_tests.max_concurrent:
+            name, trigger = self.queue.popleft()
+            if self.conflict(self.scenarios[name]) is None:
+                self._start(self.scenarios[name], trigger)
         for name, due in list(self.due.items()):
             if now < due:
                 continue
@@ -218,10 +224,6 @@ class RecoveryTests:
             else:
                 await self._missed(name, due)
             self.due[name] = _next(ar.schedule, now)
-        while self.queue and len(self.running) < self.config.recovery_tests.max_concurrent:
-            name, trigger = self.queue.popleft()
-            if self.conflict(self.scenarios[name]) is None:
-                self._start(self.scenarios[name], trigger)
 
     async def close(self) -> None:
         tasks = list(self.running.values())
