@@ -12,7 +12,7 @@ from typing import Any
 
 from ha.client import ApiClient, ApiError, ApiUnavailable, Verdict, group_ended, runbook_ended
 from ha.config import Config, load_config
-from ha.errors import ConfigError, HAError
+from ha.errors import ConfigError, HAError, RequestError
 from ha.format import (
     AR_RESULTS,
     event_line,
@@ -212,6 +212,27 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dns(args: argparse.Namespace) -> int:
+    from ha.redirect import Target
+    from ha.redirect.dns import show
+
+    config = _load(args)
+    scenario = next((s for s in config.scenarios if s.name == args.name), None)
+    if scenario is None:
+        raise RequestError(f"no scenario named {args.name!r}")
+    target = Target(scenario.name, scenario.production.address, scenario.replica.address)
+    entries = [e.dns for e in scenario.redirect if e.dns is not None]
+
+    async def lines() -> list[str]:
+        found: list[str] = []
+        for entry in entries:
+            found += await show(target, entry, config.dns_servers)
+        return found
+
+    print("\n".join(asyncio.run(lines())) or f"{args.name}: no dns redirection configured")
+    return EXIT_OK
+
+
 def cmd_diagram(args: argparse.Namespace) -> int:
     from ha.machine import diagram
 
@@ -321,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tag", action="append", default=[], metavar="KEY[=VALUE]", help="aws: instance tags"
     )
     p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("dns", parents=[common], help="what each DNS server answers for a scenario")
+    p.add_argument("action", choices=["show"])
+    p.add_argument("name", help="scenario name")
+    p.set_defaults(func=cmd_dns)
 
     p = sub.add_parser("diagram", help="print the scenario state machine (mermaid)")
     p.set_defaults(func=cmd_diagram)

@@ -28,12 +28,16 @@ from ha.errors import ConfigError
 from ha.groups_config import GroupConfig, apply_group_defaults
 from ha.hooks import HooksConfig
 from ha.process import Command
+from ha.redirect import Target
 from ha.redirect.aws import (
     ElasticIpRedirectConfig,
     EniRedirectConfig,
     RouteRedirectConfig,
     SecondaryIpRedirectConfig,
 )
+from ha.redirect.dns_config import DnsRedirectConfig, DnsServerConfig, address_problems
+from ha.redirect.dns_config import problems as dns_problems
+from ha.redirect.route53 import Route53RedirectConfig
 from ha.redirect.script import ScriptRedirectConfig
 from providers import ProviderConfig, provider_types
 
@@ -137,6 +141,8 @@ class RunbookPolicy(Model):
 
 class RedirectConfig(Model):
     script: ScriptRedirectConfig | None = None
+    dns: DnsRedirectConfig | None = None
+    route53: Route53RedirectConfig | None = None
     elastic_ip: ElasticIpRedirectConfig | None = None
     secondary_ip: SecondaryIpRedirectConfig | None = None
     eni: EniRedirectConfig | None = None
@@ -260,6 +266,9 @@ class Config(Model):
     safety: SafetyConfig = SafetyConfig()
     recovery_tests: RecoveryTestsConfig = RecoveryTestsConfig()
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
+    dns_servers: dict[str, DnsServerConfig] = Field(
+        default_factory=dict, description="servers that take RFC 2136 updates, by name"
+    )
     scenarios: list[ScenarioConfig] = Field(default_factory=list)
     groups: list[GroupConfig] = Field(default_factory=list)
 
@@ -318,6 +327,24 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
                 (f"{where}.replica.standby", "a standby replica needs replica.machine to power on")
             )
     errors.extend(_group_errors(config))
+    errors.extend(_shared_records(config))
+    return errors
+
+
+def _shared_records(config: Config) -> list[tuple[str, str]]:
+    """Two scenarios redirecting the same DNS record would undo each other's failovers."""
+    errors: list[tuple[str, str]] = []
+    seen: dict[tuple[str, str, str], str] = {}
+    for i, scenario in enumerate(config.scenarios):
+        for j, entry in enumerate(scenario.redirect):
+            if entry.dns is None:
+                continue
+            key = (entry.dns.server, str(entry.dns.zone), str(entry.dns.name))
+            if key in seen:
+                errors.append(
+                    (f"scenarios[{i}].redirect[{j}].dns.name", f"also redirected by {seen[key]}")
+                )
+            seen.setdefault(key, scenario.name)
     return errors
 
 
@@ -325,7 +352,14 @@ def _redirect_errors(config: Config, scenario: ScenarioConfig, where: str) -> li
     """Redirections that act through a provider need one of the right type."""
     errors: list[tuple[str, str]] = []
     aws = sorted(name for name, p in config.providers.items() if p.type == "aws")
+    target = Target(scenario.name, scenario.production.address, scenario.replica.address)
     for j, entry in enumerate(scenario.redirect):
+        if entry.dns is not None:
+            for path, message in dns_problems(entry.dns, target, config.dns_servers):
+                errors.append((f"{where}.redirect[{j}].dns.{path}", message))
+        if entry.route53 is not None:
+            for path, message in address_problems(entry.route53.type, target):
+                errors.append((f"{where}.redirect[{j}].route53.{path}", message))
         for kind in ("elastic_ip", "secondary_ip", "eni", "route"):
             spec = getattr(entry, kind)
             if spec is not None and spec.provider not in aws:
@@ -364,6 +398,15 @@ def _group_errors(config: Config) -> list[tuple[str, str]]:
                 group.waves()
             except ValueError as exc:
                 errors.append((f"{where}.after", str(exc)))
+        server = group.defaults.dns_server
+        if server is not None and server not in config.dns_servers:
+            known = ", ".join(sorted(config.dns_servers)) or "none"
+            errors.append(
+                (
+                    f"{where}.defaults.dns_server",
+                    f"unknown DNS server {server!r} (defined: {known})",
+                )
+            )
     return errors
 
 

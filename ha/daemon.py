@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -21,6 +21,7 @@ from ha.ar_runner import RecoveryTests
 from ha.autopilot import Autopilot
 from ha.commands import RUNBOOK_COMMANDS, Intent
 from ha.config import Config
+from ha.errors import ActionError
 from ha.groups import GroupCommand, GroupRunner
 from ha.hooks import Background, HookConfig
 from ha.intents import apply_intent, journal_group_start
@@ -28,6 +29,7 @@ from ha.machine import RUNBOOK_STATES, build_machine
 from ha.monitor import Monitor
 from ha.parts import build_checks, build_providers, build_redirectors
 from ha.readback import ReadBack
+from ha.redirect import Redirector
 from ha.runbook import Runbook, RunbookCancelled
 from ha.scenario import ACTIVE_CHECK, Scenario
 from ha.steps import Parts, build_steps, hook_env
@@ -92,13 +94,14 @@ class Daemon:
             self.parts[config.name] = Parts(
                 scenario=scenario,
                 providers=self.providers,
-                redirectors=build_redirectors(config, self.providers),
+                redirectors=build_redirectors(config, self.providers, self.config.dns_servers),
                 probe=self._prober(config.name),
                 proposal=self._proposal_of(config.name),
             )
             if scenario.state != "stopped":
                 self.monitor.watch(config.name, self.checks[config.name])
         await self.tests.restore(time.time())  # undo interrupted tests before any runbook acts
+        self._prepare(s for s in self.scenarios.values() if s.state == "running")
         for scenario in self.scenarios.values():
             if scenario.state in RUNBOOK_STATES:
                 await self.store.append(
@@ -212,9 +215,34 @@ class Daemon:
         }
         env = hook_env(scenario, trigger)
         self.background.fire(hooks.on_state_change, event, env, self._hook_report)
+        if trigger == "finish" and scenario.state == "running":
+            self._prepare([scenario])
         if trigger == "finish":
             after = hooks.post_failback if source == "failing_back" else hooks.post_failover
             self.background.fire(after, event, env, self._hook_report)
+
+    def _prepare(self, scenarios: Iterable[Scenario]) -> None:
+        """In the background: redirectors of scenarios with production active get ready for a
+        failover (DNS reads its records, lowers TTLs); together, so their updates share
+        messages."""
+        redirectors = [(s.name, r) for s in scenarios for r in self.parts[s.name].redirectors]
+
+        async def prepare(name: str, redirector: Redirector) -> None:
+            try:
+                said = await redirector.prepare()
+            except ActionError as exc:
+                log.warning("redirection not prepared", scenario=name, error=str(exc))
+                return
+            if said:
+                await self.store.append(
+                    JournalEvent(kind="redirect_prepared", scenario=name, message=said)
+                )
+
+        async def all_of_them() -> None:
+            await asyncio.gather(*(prepare(name, r) for name, r in redirectors))
+
+        if redirectors:
+            self.background.spawn(all_of_them())
 
     async def _hook_report(
         self, hook: HookConfig, event: Mapping[str, Any], said: str, ok: bool

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
@@ -137,6 +137,12 @@ class Background:
             await report(hook, event, said, ok)
         except Exception:
             log.exception("hook result lost", hook=hook.label)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Other background work that must not hold the loop (kept until it ends)."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         tasks = list(self._tasks)

@@ -13,6 +13,9 @@ from ha.redirect.aws import (
     RouteRedirector,
     SecondaryIpRedirector,
 )
+from ha.redirect.dns import DnsRedirector
+from ha.redirect.dns_config import DnsServerConfig
+from ha.redirect.route53 import Route53Redirector
 from ha.redirect.script import ScriptRedirector
 from ha.scenario import ACTIVE_CHECK, SIDES, check_labels
 from ha.store import Side
@@ -44,13 +47,19 @@ def build_providers(config: Config) -> dict[str, Provider]:
 
 
 def build_redirectors(
-    scenario: ScenarioConfig, providers: Mapping[str, Provider]
+    scenario: ScenarioConfig,
+    providers: Mapping[str, Provider],
+    dns_servers: Mapping[str, DnsServerConfig],
 ) -> list[Redirector]:
     target = Target(scenario.name, scenario.production.address, scenario.replica.address)
     redirectors: list[Redirector] = []
     for entry in scenario.redirect:
         if entry.script is not None:
             redirectors.append(ScriptRedirector(target, entry.script))
+        elif entry.dns is not None:
+            redirectors.append(DnsRedirector(target, entry.dns, dns_servers))
+        elif entry.route53 is not None:
+            redirectors.append(Route53Redirector(target, entry.route53))
         elif entry.elastic_ip is not None:
             aws = _aws(providers, entry.elastic_ip.provider)
             redirectors.append(ElasticIpRedirector(target, entry.elastic_ip, aws))

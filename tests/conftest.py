@@ -14,6 +14,8 @@ pytest_plugins = [
     "tests.servers.postgres",
     "tests.servers.mariadb",
     "tests.servers.moto_aws",
+    "tests.servers.moto",
+    "tests.servers.bind",
     "tests.servers.vcsim",
     "tests.servers.winrm_fake",
 ]

@@ -37,7 +37,6 @@ from tests.servers.bind import (
     KEY_NAME,
     BindLab,
     Named,
-    bind_lab,  # noqa: F401 (fixture `bind`, until conftest lists it)
 )
 
 PRODUCTION = "192.0.2.10"

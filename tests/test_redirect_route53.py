@@ -23,7 +23,6 @@ from ha.redirect.route53 import Route53RedirectConfig, Route53Redirector
 from tests.servers.moto import (
     CREDENTIALS,
     MotoServer,
-    moto_server_fixture,  # noqa: F401 (until conftest lists it)
 )
 from tests.servers.ports import free_port
 

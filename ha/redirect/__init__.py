@@ -32,6 +32,11 @@ class Redirector(ABC):
     async def current(self) -> str | None:
         """What clients are told now, read back from the source of truth; None if it cannot tell."""
 
+    async def prepare(self) -> str | None:
+        """While production is active: get ready for a failover (read the record, lower its
+        TTL). Idempotent; returns a journal line when it changed something."""
+        return None
+
     @abstractmethod
     def describe(self, address: str) -> str:
         """One line for dry runs and the journal: what ``point_to(address)`` will change."""

@@ -23,23 +23,27 @@ import time
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
-import boto3
-import botocore.config
-import botocore.exceptions
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ha.duration import Duration, format_duration
 from ha.errors import RedirectError
+from ha.lazy import LazyModule
 from ha.redirect import Redirector, Target
 from ha.redirect.dns_config import RecordType, Ttl, record_type
+
+boto3: Any = LazyModule("boto3")  # loaded when a redirector acts, not when a config is read
+botocore_config: Any = LazyModule("botocore.config")
+botocore_exceptions: Any = LazyModule("botocore.exceptions")
 
 ATTEMPTS = 5  # reads and conditional changes before giving up on a record that keeps changing
 FIRST_POLL = 0.5  # seconds between two GetChange calls, doubling ...
 LAST_POLL = 10.0  # ... up to this
 RACED = "Tried to delete resource record set"  # what Route 53 says when our DELETE did not match
-BOTO_CONFIG = botocore.config.Config(
-    connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"}
-)
+BOTO_SETTINGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "read_timeout": 15,
+    "retries": {"max_attempts": 3, "mode": "standard"},
+}
 
 T = TypeVar("T")
 RecordSet = dict[str, Any]
@@ -161,7 +165,7 @@ class Route53Redirector(Redirector):
                 if self._client is None:
                     self._client = await asyncio.to_thread(_connect, self.config)
             return await asyncio.to_thread(call, self._client, *args)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        except (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError) as exc:
             raise RedirectError(f"route53 {action} {self._where_text}: {_reason(exc)}") from exc
 
     async def _where(self) -> tuple[str, str]:
@@ -232,10 +236,10 @@ class Route53Redirector(Redirector):
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
+    if isinstance(exc, botocore_exceptions.ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'error')}: {error.get('Message', exc)}"
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+    if isinstance(exc, botocore_exceptions.NoCredentialsError):
         return "no AWS credentials (environment, profile or instance role)"
     return str(exc)
 
@@ -245,7 +249,8 @@ def _reason(exc: Exception) -> str:
 
 def _connect(config: Route53RedirectConfig) -> Any:
     session = boto3.session.Session(profile_name=config.profile, region_name=config.region)
-    return session.client("route53", endpoint_url=config.endpoint_url, config=BOTO_CONFIG)
+    settings = botocore_config.Config(**BOTO_SETTINGS)
+    return session.client("route53", endpoint_url=config.endpoint_url, config=settings)
 
 
 def _find_zones(client: Any, zone_id: str | None, zone: str | None) -> list[tuple[str, str]]:
@@ -275,7 +280,7 @@ def _change(client: Any, zone_id: str, changes: list[dict[str, Any]]) -> str | N
             HostedZoneId=zone_id,
             ChangeBatch={"Comment": "ha-orchestrator redirect", "Changes": changes},
         )["ChangeInfo"]
-    except botocore.exceptions.ClientError as exc:
+    except botocore_exceptions.ClientError as exc:
         error = exc.response.get("Error", {})
         if error.get("Code") == "InvalidChangeBatch" and RACED in str(error.get("Message")):
             return None

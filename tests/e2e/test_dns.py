@@ -1,0 +1,121 @@
+"""End to end on a real BIND9 primary and secondary: the daemon fails over and both servers
+answer the replica; BIND down mid-failover blocks the scenario (never half-redirected), and the
+same button completes it once BIND is back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.site import DaemonRunner
+from tests.servers.bind import HOST, BindLab
+
+PRODUCTION, REPLICA = "127.0.0.2", "127.0.0.3"
+
+
+@pytest.fixture
+def site(tmp_path: Path, bind: BindLab) -> Any:
+    runner = DaemonRunner(tmp_path)
+    (tmp_path / f"{PRODUCTION}.alive").touch()
+    (tmp_path / f"{REPLICA}.alive").touch()
+    yield runner
+    runner.stop()
+
+
+def write(site: DaemonRunner, bind: BindLab, name: str) -> None:
+    config = {
+        "api": {"port": site.api_port},
+        "dns_servers": {
+            "lab": {
+                "address": HOST,
+                "port": bind.primary.port,
+                "tsig": {"secret_file": str(bind.key_file)},
+                "timeout": "1s",
+            },
+            "lab2": {"address": HOST, "port": bind.secondary.port, "timeout": "1s"},
+        },
+        "scenarios": [
+            {
+                "name": "app",
+                "production": {"address": PRODUCTION},
+                "replica": {"address": REPLICA},
+                "checks": [
+                    {
+                        "kind": "script",
+                        "command": ["test", "-e", f"{site.dir}/{{target}}.alive"],
+                        "interval": "200ms",
+                    }
+                ],
+                "failover": {"failures": 2, "hold_down": "0s"},
+                "runbook": {"retry_delay": "200ms", "retries": 1, "step_timeout": "10s"},
+                "redirect": [
+                    {
+                        "dns": {
+                            "server": "lab",
+                            "zone": "example.test",
+                            "name": name,
+                            "ttl": 30,
+                            "verify": {"servers": ["lab", "lab2"], "deadline": "5s"},
+                        }
+                    }
+                ],
+            }
+        ],
+    }
+    site.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def answers(bind: BindLab, name: str) -> tuple[set[str], set[str]]:
+    async def ask() -> tuple[set[str], set[str]]:
+        primary, _ = await bind.ask(bind.primary, f"{name}.example.test", "A")
+        secondary, _ = await bind.ask(bind.secondary, f"{name}.example.test", "A")
+        return primary, secondary
+
+    return asyncio.run(ask())
+
+
+def test_failover_and_failback_are_answered_by_both_servers(
+    site: DaemonRunner, bind: BindLab
+) -> None:
+    asyncio.run(bind.write("example.test", "e2e-app", "A", PRODUCTION, ttl=30))
+    write(site, bind, "e2e-app")
+    site.start_daemon()
+    shown = site.ha("dns", "show", "app")
+    assert shown.returncode == 0, shown.stderr
+    assert PRODUCTION in shown.stdout
+
+    (site.dir / f"{PRODUCTION}.alive").unlink()
+    site.wait_state("switched", timeout=20, name="app")
+    assert answers(bind, "e2e-app") == ({REPLICA}, {REPLICA})
+    redirect = next(
+        e for e in site.journal() if e["kind"] == "step_done" and e["step"] == "redirect"
+    )
+    assert "ttl 30s" in redirect["message"]
+
+    (site.dir / f"{PRODUCTION}.alive").touch()
+    done = site.ha("failback", "app", "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert answers(bind, "e2e-app") == ({PRODUCTION}, {PRODUCTION})
+
+
+def test_bind_down_blocks_the_failover_and_the_button_completes_it(
+    site: DaemonRunner, bind: BindLab
+) -> None:
+    asyncio.run(bind.write("example.test", "e2e-down", "A", PRODUCTION, ttl=30))
+    write(site, bind, "e2e-down")
+    site.start_daemon()
+    with bind.primary.stopped():
+        (site.dir / f"{PRODUCTION}.alive").unlink()
+        site.wait_state("blocked", timeout=30, name="app")
+        reason = site.api("GET", "/v1/scenarios/app")[1]["reason"]
+        assert reason.startswith("step redirect failed:")
+        assert "lab" in reason
+    assert answers(bind, "e2e-down") == ({PRODUCTION}, {PRODUCTION})  # not half-redirected
+
+    resumed = site.ha("failover", "app", "--wait")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert answers(bind, "e2e-down") == ({REPLICA}, {REPLICA})
