@@ -18,13 +18,17 @@ def test_the_readme_config_examples_are_valid(
 ) -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
-    complete = [b for b in blocks if b.startswith(("state:", "providers:"))]
+    complete = [b for b in blocks if b.startswith(("state:", "providers:", "dns_servers:"))]
+    secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NTY3OA=="
+    (tmp_path / "tsig.key").write_text(secret + "\n")
     for name in ("WEB01_DB_PASSWORD", "VSPHERE_PASSWORD", "HYPERV_PASSWORD"):
         monkeypatch.setenv(name, "secret")
     configs = []
     for i, example in enumerate(complete):
         (tmp_path / f"{i}.yaml").write_text(example)
         configs.append(load_config(tmp_path / f"{i}.yaml"))
-    assert len(configs) == 2
+    assert len(configs) == 4
     assert [c.kind for c in configs[0].scenarios[0].checks] == ["tcp", "http", "database", "script"]
     assert sorted(configs[1].providers) == ["cloud", "dc1", "hv1"]
+    assert configs[2].scenarios[0].redirect[0].dns is not None
+    assert configs[3].scenarios[0].assured_recovery is not None
