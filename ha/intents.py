@@ -26,9 +26,6 @@ async def apply_intent(daemon: Daemon, intent: Intent) -> None:
     if intent.group is not None:
         await _apply_group_intent(daemon, intent)
         return
-    if intent.action == "test":
-        await _apply_test(daemon, intent)
-        return
     scenario = daemon.scenarios[intent.scenario]
     event = await daemon.store.append(
         JournalEvent(
@@ -39,6 +36,9 @@ async def apply_intent(daemon: Daemon, intent: Intent) -> None:
             data={"action": intent.action, "force": intent.force, "active": intent.active},
         )
     )
+    if intent.action == "test":
+        await _apply_test(daemon, intent, event)
+        return
     why_not = conflict(
         scenario, intent.action, force=intent.force, now=time.time(), active=intent.active
     )
@@ -129,17 +129,8 @@ async def _rearm(daemon: Daemon, intent: Intent) -> None:
         intent.future.set_result(outcome)
 
 
-async def _apply_test(daemon: Daemon, intent: Intent) -> None:
+async def _apply_test(daemon: Daemon, intent: Intent, event: JournalEvent) -> None:
     scenario = daemon.scenarios[intent.scenario]
-    event = await daemon.store.append(
-        JournalEvent(
-            kind="command",
-            scenario=intent.scenario,
-            actor=intent.actor,
-            message="test requested",
-            data={"action": "test"},
-        )
-    )
     why_not = daemon.tests.conflict(scenario)
     if why_not is None:
         outcome = Outcome(

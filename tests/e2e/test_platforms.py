@@ -14,6 +14,7 @@ import yaml
 
 from providers.vsphere import VsphereConfig, VsphereProvider
 from tests.e2e.site import DaemonRunner
+from tests.e2e.test_failover import FAILOVER_STEPS
 from tests.servers.moto_aws import MotoServer, Vpc
 from tests.servers.vcsim import Vcsim
 
@@ -102,14 +103,7 @@ def _vsphere_failover(site: DaemonRunner, vcsim: Vcsim) -> None:
     (site.dir / "127.0.0.2.alive").unlink()
     site.wait_state("switched", timeout=30, name="app")
     done = [e["step"] for e in site.journal() if e["kind"] == "step_done"]
-    assert done == [
-        "confirm_failure",
-        "fence_production",
-        "activate_replica",
-        "wait_replica_healthy",
-        "redirect",
-        "verify",
-    ]
+    assert done == FAILOVER_STEPS
 
 
 def test_failover_to_cloud_starts_the_standby_instance_and_moves_the_elastic_ip(
