@@ -233,6 +233,13 @@ def cmd_dns(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from ha.config import Config
+
+    print(json.dumps(Config.model_json_schema(), indent=2))
+    return EXIT_OK
+
+
 def cmd_diagram(args: argparse.Namespace) -> int:
     from ha.machine import diagram
 
@@ -347,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show"])
     p.add_argument("name", help="scenario name")
     p.set_defaults(func=cmd_dns)
+
+    p = sub.add_parser("schema", help="print the config file's JSON Schema (for editors)")
+    p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("diagram", help="print the scenario state machine (mermaid)")
     p.set_defaults(func=cmd_diagram)

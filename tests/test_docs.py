@@ -1,5 +1,6 @@
 """Docs that cannot drift: the README's state diagram is the machine's own."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,15 @@ def test_the_readme_config_examples_are_valid(
     assert sorted(configs[1].providers) == ["cloud", "dc1", "hv1"]
     assert configs[2].scenarios[0].redirect[0].dns is not None
     assert configs[3].scenarios[0].assured_recovery is not None
+
+
+def test_ha_schema_describes_the_config_from_its_models(capsys: pytest.CaptureFixture[str]) -> None:
+    from ha.cli import main
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert {"scenarios", "groups", "providers", "dns_servers", "safety"} <= set(
+        schema["properties"]
+    )
+    failover = schema["$defs"]["FailoverPolicy"]["properties"]
+    assert failover["failures"]["description"] == "consecutive failed probes before a check is down"
