@@ -75,6 +75,7 @@ class Lab:
         self.network = LabNetwork(tag)
         self.thread: NamespaceThread | None = None
         self.http: dict[str, Service] = {}
+        self.extra: list[Service] = []  # started by a user of the lab, stopped with it
         self.dns: LabDns | None = None
         self.daemon: LabDaemon | None = None
 
@@ -85,21 +86,28 @@ class Lab:
         for role in DNS_PORTS:
             self.dns.start(role)
         self.dns.write(NAME, PRODUCTION)
-        for side in LINKS:
-            self.http[side] = http_server(self.network, self.thread, side, HTTP_PORT, self.root)
-        (self.root / "prod.pid").write_text(f"{self.http['prod'].pid}\n")
+        self.http["repl"] = http_server(self.network, self.thread, "repl", HTTP_PORT, self.root)
+        self.start_production()
         self.daemon = LabDaemon(self.root, self.network, self.thread)
 
     def close(self) -> None:
         if self.daemon is not None:
             self.daemon.stop()
-        for service in self.http.values():
+        for service in [*self.extra, *self.http.values()]:
             service.stop()
         if self.dns is not None:
             self.dns.close()
         if self.thread is not None:
             self.thread.close()
         self.network.down()
+
+    def start_production(self) -> None:
+        """Production's HTTP server; again after a fault (repair): the old one is stopped first."""
+        assert self.thread is not None
+        if "prod" in self.http:
+            self.http["prod"].stop()
+        self.http["prod"] = http_server(self.network, self.thread, "prod", HTTP_PORT, self.root)
+        (self.root / "prod.pid").write_text(f"{self.http['prod'].pid}\n")
 
     def fetch(self, address: str, timeout: float = 1.0) -> str | None:
         """What a client in the lab gets from ``http://address/``; None if it cannot connect."""
@@ -144,7 +152,8 @@ class Lab:
                 "lab": {
                     "type": "script",
                     "status": ["sh", "-c", STATUS.format(pidfile=pidfile)],
-                    "power_on": ["sh", "-c", "echo the lab cannot power on; exit 1"],
+                    # the lab repairs production itself (start_production); power on verifies
+                    "power_on": ["true"],
                     "power_off": ["sh", "-c", f'kill -KILL "$(cat {pidfile})" 2>/dev/null; true'],
                     "timeout": "5s",
                 }

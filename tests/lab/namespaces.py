@@ -101,8 +101,10 @@ class LabNetwork:
         return ["ip", "netns", "exec", ns, *argv]
 
     def set_link(self, side: str, up: bool) -> None:
-        """Bring the orchestrator's end of ``side``'s link down (silent loss) or up again."""
-        ip("-n", self.orch, "link", "set", LINKS[side].orch_dev, "up" if up else "down")
+        """Bring the server's end of ``side``'s link down or up again. The orchestrator keeps its
+        route (its end only loses carrier), so packets vanish: silent loss, as with a cut cable;
+        downing the orchestrator's own end would remove the route and fail connects at once."""
+        ip("-n", self.ns[side], "link", "set", "eth0", "up" if up else "down")
 
     def thread(self, ns: str) -> NamespaceThread:
         return NamespaceThread(ns)
