@@ -23,6 +23,7 @@ from pydantic import (
 
 from checks import CheckConfig, check_kinds
 from ha.config_errors import format_validation_error, load_yaml
+from ha.discovery import DiscoveryConfig
 from ha.duration import Duration
 from ha.errors import ConfigError
 from ha.groups_config import GroupConfig, apply_group_defaults
@@ -265,6 +266,7 @@ class Config(Model):
     log: LogConfig = LogConfig()
     safety: SafetyConfig = SafetyConfig()
     recovery_tests: RecoveryTestsConfig = RecoveryTestsConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
     dns_servers: dict[str, DnsServerConfig] = Field(
         default_factory=dict, description="servers that take RFC 2136 updates, by name"
@@ -328,6 +330,12 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
             )
     errors.extend(_group_errors(config))
     errors.extend(_shared_records(config))
+    for i, name in enumerate(config.discovery.providers):
+        spec = config.providers.get(name)
+        if spec is None or spec.type not in ("vsphere", "hyperv"):
+            errors.append(
+                (f"discovery.providers[{i}]", f"{name!r} is not a vsphere or hyperv provider")
+            )
     return errors
 
 

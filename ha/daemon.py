@@ -21,11 +21,13 @@ from ha.ar_runner import RecoveryTests
 from ha.autopilot import Autopilot
 from ha.commands import RUNBOOK_COMMANDS, Intent
 from ha.config import Config
+from ha.discovery import Discovery
 from ha.errors import ActionError
 from ha.groups import GroupCommand, GroupRunner
 from ha.hooks import Background, HookConfig
 from ha.intents import apply_intent, journal_group_start
 from ha.machine import RUNBOOK_STATES, build_machine
+from ha.machines import protected_by
 from ha.monitor import Monitor
 from ha.parts import build_checks, build_providers, build_redirectors
 from ha.readback import ReadBack
@@ -63,6 +65,12 @@ class Daemon:
         self.background = Background()
         self.groups = GroupRunner(self.scenarios, self.submit, self.store)
         self.readback = ReadBack(self.parts, self._report)
+        self.discovery = Discovery(
+            config.discovery,
+            self.providers,
+            {name: set(protected_by(config, name)) for name in config.discovery.providers},
+            self.store,
+        )
         self.tests = RecoveryTests(
             config, self.store, self.scenarios, self.providers, self._probe_replica
         )
@@ -160,6 +168,8 @@ class Daemon:
             await self._evaluate(scenario, now)
         self.readback.schedule(self.scenarios, now)
         await self.tests.tick(now)
+        if self.discovery.is_due(now):
+            self.background.spawn(self.discovery.run())
         self._report_status()
 
     async def _evaluate(self, scenario: Scenario, now: float) -> None:

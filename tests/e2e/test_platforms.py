@@ -49,6 +49,8 @@ def scenario(site: DaemonRunner, provider: str, production: str, replica: str) -
 
 def write(site: DaemonRunner, providers: dict[str, Any], app: dict[str, Any]) -> None:
     config = {"api": {"port": site.api_port}, "providers": providers, "scenarios": [app]}
+    if "dc1" in providers:
+        config["discovery"] = {"providers": ["dc1"], "interval": "1h"}
     site.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -99,6 +101,14 @@ def _vsphere_failover(site: DaemonRunner, vcsim: Vcsim) -> None:
     assert PROD_VM not in drafted
     assert REPLICA_VM not in drafted
     assert "DC0_H0_VM1" in drafted
+    site.wait_until(
+        lambda: any(e["kind"] == "unprotected_machine" for e in site.journal()), 10, "discovery"
+    )
+    unprotected = {
+        e["data"]["machine"] for e in site.journal() if e["kind"] == "unprotected_machine"
+    }
+    assert "DC0_H0_VM1" in unprotected
+    assert PROD_VM not in unprotected
 
     (site.dir / "127.0.0.2.alive").unlink()
     site.wait_state("switched", timeout=30, name="app")
