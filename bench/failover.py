@@ -18,7 +18,7 @@ seconds, since BIND holds back a NOTIFY that follows the previous one closely.
 Soak: production behind a TCP proxy adding latency spikes below the check timeout (tests/lab/proxy),
 and nftables dropping 5% of the packets to it at random; every failover seen is counted, then
 production is restored and failed back. Target: zero. Not a test: CI never runs it. Everything it
-starts is stopped by PID and every namespace deleted at the end, also on failure or Ctrl-C.
+starts is stopped by PID and every namespace deleted at the end, also on failure, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sqlite3
 import statistics
 import sys
@@ -182,6 +183,7 @@ def main() -> None:
     parser.add_argument("--timeout", default="200ms", help="check timeout")
     parser.add_argument("--failures", type=int, default=2, help="failed probes before down")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
     print(
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; http check every {args.interval},"
         f" timeout {args.timeout}, down after {args.failures} failures; fence, DNS redirect"
