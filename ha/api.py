@@ -1,39 +1,184 @@
-"""The local HTTP API (aiohttp). It never acts: it validates, hands an intent to the daemon's loop,
-and answers 202 accepted, 409 conflict or 503 unavailable. Errors are JSON ``{"error": reason}``.
+"""The HTTP API (aiohttp) and the dashboard's files. The API never acts: it validates, hands an
+intent to the daemon's loop, and answers 202 accepted, 409 conflict or 503 unavailable. Errors
+are JSON ``{"error": reason}``.
 
-Every route under /v1 needs ``Authorization: Bearer <token>``.
+Every route under /v1 and /metrics needs ``Authorization: Bearer <token>``: a viewer token reads,
+an operator token also pushes the buttons (401 without a known token, 403 without the role).
+The dashboard's own files are public; they hold no data.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
 
 from aiohttp import web
 
-from ha.commands import ACTIONS, RUNBOOK_COMMANDS, Intent, conflict
+from ha import api_commands, api_read
+from ha.api_base import DAEMON, FEED, PRINCIPAL, ROUTES, Handler, Param, Route, error
+from ha.api_feed import JournalFeed
+from ha.commands import ACTIONS
 from ha.daemon import Daemon
-from ha.groups import GROUP_ACTIONS, group_conflict, skip_reason
-from ha.machine import diagram
-from ha.runbook import Runbook
-from ha.scenario import Scenario
-from ha.steps import build_steps
-from ha.token import TokenCheck
-from ha.views import group_views, proposal_report, scenario_view
+from ha.groups import GROUP_ACTIONS
+from ha.metrics import METRICS, Metrics, metrics_page
+from ha.openapi import openapi_json
+from ha.reports import FORMATS, REPORTS
+from ha.sse import stream
+from ha.token import Role, Tokens
 
-LOOP_DEADLINE = 10.0  # the loop must take a command within this long, else 503
-WAIT_LIMIT = 60.0  # longest long-poll on /v1/events
+STATIC = Path(__file__).parent / "static"
+TOKENS = web.AppKey("tokens", Tokens)
+DASHBOARD_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 
-DAEMON = web.AppKey("daemon", Daemon)
-TOKEN = web.AppKey("token", TokenCheck)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html", headers=DASHBOARD_HEADERS)
 
 
-def error(status: int, reason: str) -> web.Response:
-    return web.json_response({"error": reason}, status=status)
+async def static_file(request: web.Request) -> web.FileResponse:
+    name = request.match_info["file"]
+    if name not in {p.name for p in STATIC.iterdir()}:
+        raise web.HTTPNotFound(reason=f"no file {name!r}")
+    return web.FileResponse(STATIC / name, headers=DASHBOARD_HEADERS)
+
+
+NAME = Param("name", "path", "scenario name")
+SCENARIO = Param("scenario", "query", "only this scenario")
+AFTER = Param("after", "query", "only events with a greater journal id")
+RUNBOOK = Param("runbook", "query", "only this runbook's events")
+READ: Role = "viewer"
+ACT: Role = "operator"
+COMMAND_ANSWERS = (200, 202, 400, 404, 409, 422, 503)
+
+ROUTE_TABLE: tuple[Route, ...] = (
+    Route("GET", "/", dashboard, None, "the dashboard", content="text/html"),
+    Route(
+        "GET",
+        "/static/{file}",
+        static_file,
+        None,
+        "the dashboard's scripts and styles",
+        (Param("file", "path", "file name"),),
+        answers=(200, 404),
+        content="text/javascript | text/css",
+    ),
+    Route("GET", "/v1/openapi.json", openapi_json, READ, "this document"),
+    Route("GET", "/v1/status", api_read.status, READ, "every scenario and group, the budget"),
+    Route(
+        "GET",
+        "/v1/scenarios/{name}",
+        api_read.scenario,
+        READ,
+        "one scenario",
+        (NAME,),
+        answers=(200, 404),
+    ),
+    Route(
+        "POST",
+        "/v1/scenarios/{name}/{action}",
+        api_commands.command,
+        ACT,
+        "push a scenario's button (dry_run: the steps it would take)",
+        (NAME, Param("action", "path", "what to do", ACTIONS)),
+        "Command",
+        COMMAND_ANSWERS,
+    ),
+    Route("GET", "/v1/groups", api_read.groups, READ, "groups: rollup, waves, members"),
+    Route(
+        "POST",
+        "/v1/groups/{name}/{action}",
+        api_commands.group_command,
+        ACT,
+        "push a group's button (dry_run: the waves it would take)",
+        (Param("name", "path", "group name"), Param("action", "path", "what", GROUP_ACTIONS)),
+        "GroupCommand",
+        COMMAND_ANSWERS,
+    ),
+    Route(
+        "POST",
+        "/v1/rearm",
+        api_commands.rearm,
+        ACT,
+        "re-arm a spent failover budget",
+        answers=(202, 409, 503),
+    ),
+    Route(
+        "GET",
+        "/v1/events",
+        api_read.events,
+        READ,
+        "the journal, oldest first (a long poll with wait)",
+        (
+            AFTER,
+            SCENARIO,
+            RUNBOOK,
+            Param("limit", "query", "at most this many (1000)"),
+            Param("wait", "query", "seconds to wait for a first event (at most 60)"),
+        ),
+        answers=(200, 400, 404),
+    ),
+    Route(
+        "GET",
+        "/v1/events/stream",
+        stream,
+        READ,
+        "the journal as Server-Sent Events, live; id: is the journal id",
+        (
+            Param("Last-Event-ID", "header", "resume after this journal id"),
+            AFTER,
+            SCENARIO,
+            RUNBOOK,
+            Param("heartbeat", "query", "seconds between heartbeats when quiet (1..60, 15)"),
+        ),
+        answers=(200, 400, 404),
+        content="text/event-stream",
+    ),
+    Route(
+        "GET",
+        "/v1/proposals",
+        api_read.proposals,
+        READ,
+        "proposals and the report",
+        (SCENARIO,),
+        answers=(200, 404),
+    ),
+    Route(
+        "GET",
+        "/v1/diagram",
+        api_read.state_diagram,
+        READ,
+        "the state machine (mermaid)",
+        content="text/plain",
+    ),
+    Route(
+        "GET",
+        "/v1/reports",
+        api_read.reports,
+        READ,
+        "the journal or the Assured Recovery test history, filtered",
+        (
+            Param("report", "query", "journal (default) or tests", REPORTS),
+            Param("format", "query", "json (default) or csv", FORMATS),
+            SCENARIO,
+            Param("group", "query", "only this group's members and group events"),
+            Param("since", "query", "from: ISO 8601, epoch seconds, or how long ago (24h)"),
+            Param("until", "query", "to: same forms"),
+        ),
+        answers=(200, 404, 422),
+        content="application/json | text/csv",
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics_page,
+        READ,
+        "Prometheus metrics",
+        content="text/plain",
+    ),
+)
 
 
 @web.middleware
@@ -48,236 +193,40 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/v1/"):
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not request.app[TOKEN](presented.strip()):
-            return error(401, "missing or wrong bearer token")
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource is not None else None
+    route = next(
+        (r for r in request.app[ROUTES] if r.path == canonical and r.method == request.method),
+        None,
+    )
+    needs = route.role if route is not None else READ if request.path.startswith("/v1/") else None
+    if needs is None:
+        return await handler(request)
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    who = request.app[TOKENS].identify(presented.strip()) if scheme.lower() == "bearer" else None
+    if who is None:
+        return error(401, "missing or wrong bearer token")
+    if not who.may(needs):
+        return error(403, f"the token {who.name!r} is a {who.role} token; this needs {needs}")
+    request[PRINCIPAL] = who
     return await handler(request)
 
 
-def _scenario(request: web.Request) -> Scenario:
-    name = request.match_info["name"]
-    scenario = request.app[DAEMON].scenarios.get(name)
-    if scenario is None:
-        raise web.HTTPNotFound(reason=f"no scenario named {name!r}")
-    return scenario
-
-
-async def status(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    return web.json_response(
-        {
-            "scenarios": [scenario_view(s) for s in daemon.scenarios.values()],
-            "groups": group_views(daemon),
-            "budget": daemon.autopilot.budget.describe(),
-            "observe_only": daemon.config.safety.observe_only,
-        }
-    )
-
-
-async def scenario(request: web.Request) -> web.Response:
-    return web.json_response(scenario_view(_scenario(request)))
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(reason="the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(reason="the body must be a JSON object")
-    unknown = set(body) - {"force", "dry_run", "active"}
-    if unknown:
-        raise web.HTTPUnprocessableEntity(reason=f"unknown fields: {', '.join(sorted(unknown))}")
-    for key in ("force", "dry_run"):
-        if not isinstance(body.get(key, False), bool):
-            raise web.HTTPUnprocessableEntity(reason=f"{key} must be true or false")
-    if body.get("active") not in (None, "production", "replica"):
-        raise web.HTTPUnprocessableEntity(reason="active must be production or replica")
-    return body
-
-
-async def command(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    target = _scenario(request)
-    action = request.match_info["action"]
-    if action not in ACTIONS:
-        raise web.HTTPNotFound(reason=f"no action {action!r}; actions: {', '.join(ACTIONS)}")
-    body = await _body(request)
-    force = bool(body.get("force", False))
-    active = body.get("active")
-    why_not = conflict(target, action, force=force, now=time.time(), active=active)
-    if why_not is not None:
-        return error(409, why_not)
-    if body.get("dry_run"):
-        kind = f"recover-{active}" if action == "recover" else action
-        return web.json_response(await _plan(daemon, target, kind, force))
-    intent = Intent(
-        action=action, scenario=target.name, actor=_actor(request), force=force, active=active
-    )
-    return await _submit(daemon, intent)
-
-
-def _actor(request: web.Request) -> str:
-    return "api:" + request.headers.get("X-HA-Actor", "anonymous")[:100]
-
-
-async def rearm(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    return await _submit(daemon, Intent(action="rearm", scenario="", actor=_actor(request)))
-
-
-async def _submit(daemon: Daemon, intent: Intent) -> web.Response:
-    daemon.submit(intent)
-    try:
-        outcome = await asyncio.wait_for(asyncio.shield(intent.future), LOOP_DEADLINE)
-    except TimeoutError:
-        return error(503, f"the daemon did not take the command within {LOOP_DEADLINE:g}s")
-    if outcome.status == "conflict":
-        return error(409, outcome.message)
-    return web.json_response(
-        {
-            "status": "accepted",
-            "message": outcome.message,
-            "runbook": outcome.runbook,
-            "command": outcome.command,
-        },
-        status=202,
-    )
-
-
-async def _plan(daemon: Daemon, target: Scenario, action: str, force: bool) -> dict[str, Any]:
-    """The steps ``action`` would take now, without taking them."""
-    steps: list[dict[str, Any]] = []
-    if action in RUNBOOK_COMMANDS or action.startswith("recover-"):
-        done: set[str] = set()
-        if target.state == "blocked" and target.record.runbook and action in RUNBOOK_COMMANDS:
-            done = await Runbook(
-                id=target.record.runbook,
-                kind=action,
-                scenario=target.name,
-                steps=[],
-                policy=target.config.runbook,
-                store=daemon.store,
-            ).done_steps()
-        for step in build_steps(action, daemon.parts[target.name], force=force):
-            steps.append(
-                {
-                    "step": step.name,
-                    "plan": step.plan,
-                    "status": "done" if step.name in done else "to do",
-                }
-            )
-    else:
-        plans = {
-            "run": "start the checks; fail over automatically when production dies",
-            "stop": "stop the checks; no automatic action",
-            "abort": "give up the blocked runbook; the active side stays as it is now",
-            "pause": "keep checking and reporting; take no automatic action",
-            "resume": "take automatic actions again",
-        }
-        steps.append({"step": action, "plan": plans[action], "status": "to do"})
-    return {
-        "dry_run": True,
-        "scenario": target.name,
-        "action": action,
-        "state": target.state,
-        "steps": steps,
-    }
-
-
-async def events(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    try:
-        after = int(request.query.get("after", "0"))
-        limit = min(int(request.query.get("limit", "200")), 1000)
-        wait = min(float(request.query.get("wait", "0")), WAIT_LIMIT)
-    except ValueError:
-        return error(400, "after and limit must be integers, wait a number of seconds")
-    name = request.query.get("scenario")
-    if name is not None and name not in daemon.scenarios:
-        return error(404, f"no scenario named {name!r}")
-    runbook = request.query.get("runbook")
-    deadline = time.monotonic() + wait
-    while True:
-        found = await daemon.store.events(after=after, scenario=name, runbook=runbook, limit=limit)
-        if found or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.1)
-    return web.json_response({"events": [e.to_json() for e in found]})
-
-
-async def groups(request: web.Request) -> web.Response:
-    return web.json_response({"groups": group_views(request.app[DAEMON])})
-
-
-async def group_command(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    name, action = request.match_info["name"], request.match_info["action"]
-    group = next((g for g in daemon.config.groups if g.name == name), None)
-    if group is None:
-        raise web.HTTPNotFound(reason=f"no group named {name!r}")
-    if action not in GROUP_ACTIONS:
-        raise web.HTTPNotFound(
-            reason=f"no group action {action!r}; actions: {', '.join(GROUP_ACTIONS)}"
-        )
-    body = await _body(request)
-    active = body.get("active")
-    why_not = group_conflict(daemon, name, action, active)
-    if why_not is not None:
-        return error(409, why_not)
-    if body.get("dry_run"):
-        waves = group.waves()
-        if action == "stop":
-            waves.reverse()
-        plan = [
-            {
-                "wave": number,
-                "scenario": member,
-                "plan": skip_reason(daemon.scenarios[member], action, active)
-                or f"{action}" + (f" --active {active}" if active else ""),
-            }
-            for number, wave in enumerate(waves, 1)
-            for member in wave
-        ]
-        return web.json_response({"dry_run": True, "group": name, "action": action, "plan": plan})
-    intent = Intent(action=action, scenario="", group=name, actor=_actor(request), active=active)
-    return await _submit(daemon, intent)
-
-
-async def proposals(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    name = request.query.get("scenario")
-    if name is not None and name not in daemon.scenarios:
-        return error(404, f"no scenario named {name!r}")
-    kinds = ("proposal", "proposal_cancelled", "production_recovered")
-    found = await daemon.store.events(scenario=name, kinds=kinds, limit=100_000)
-    return web.json_response(
-        {
-            "proposals": [e.to_json() for e in found if e.kind == "proposal"],
-            "report": proposal_report(found),
-        }
-    )
-
-
-async def state_diagram(request: web.Request) -> web.Response:
-    return web.Response(text=diagram(), content_type="text/plain")
-
-
-def create_app(daemon: Daemon, token: str) -> web.Application:
+def create_app(
+    daemon: Daemon, tokens: Tokens, feed: JournalFeed, metrics: Metrics
+) -> web.Application:
+    """The app; ``feed`` must be started by the caller and is closed when the app shuts down."""
     app = web.Application(middlewares=[errors_as_json, bearer_auth])
     app[DAEMON] = daemon
-    app[TOKEN] = TokenCheck(token)
-    app.router.add_get("/v1/status", status)
-    app.router.add_get("/v1/scenarios/{name}", scenario)
-    app.router.add_post("/v1/scenarios/{name}/{action}", command)
-    app.router.add_get("/v1/events", events)
-    app.router.add_get("/v1/proposals", proposals)
-    app.router.add_get("/v1/groups", groups)
-    app.router.add_post("/v1/groups/{name}/{action}", group_command)
-    app.router.add_post("/v1/rearm", rearm)
-    app.router.add_get("/v1/diagram", state_diagram)
+    app[TOKENS] = tokens
+    app[FEED] = feed
+    app[METRICS] = metrics
+    app[ROUTES] = ROUTE_TABLE
+    for route in ROUTE_TABLE:
+        app.router.add_route(route.method, route.path, route.handler)
+
+    async def close_feed(app: web.Application) -> None:
+        await feed.close()  # ends every event stream, so that shutdown need not wait for them
+
+    app.on_shutdown.append(close_feed)
     return app

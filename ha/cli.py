@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,17 +123,55 @@ def _printing(verdict: Verdict) -> Verdict:
 def cmd_events(args: argparse.Namespace) -> int:
     client = ApiClient(_load(args))
     query = f"&scenario={args.scenario}" if args.scenario else ""
-    after = args.after
+    if args.follow:  # the event stream: the journal after --after, then each event as it comes
+        events = client.stream(args.after, query)
+    else:
+        events = _journal(client, args.after, query)
+    for event in events:
+        print(json.dumps(event) if args.json else event_line(event), flush=True)
+    return EXIT_OK
+
+
+def _journal(client: ApiClient, after: int, query: str) -> Iterator[dict[str, Any]]:
     while True:
-        wait = 30 if args.follow else 0
-        found = client.request(
-            "GET", f"/v1/events?after={after}&limit=1000&wait={wait}{query}", timeout=wait + 15
-        )
-        for event in found["events"]:
-            after = event["id"]
-            print(json.dumps(event) if args.json else event_line(event), flush=True)
-        if not args.follow and len(found["events"]) < 1000:
-            return EXIT_OK
+        found = client.request("GET", f"/v1/events?after={after}&limit=1000{query}")
+        yield from found["events"]
+        if len(found["events"]) < 1000:
+            return
+        after = found["events"][-1]["id"]
+
+
+def cmd_reports(args: argparse.Namespace) -> int:
+    from urllib.parse import urlencode
+
+    filters = {
+        "report": "tests" if args.tests else "journal",
+        "format": args.format,
+        "scenario": args.scenario,
+        "group": args.group,
+        "since": args.since,
+        "until": args.until,
+    }
+    query = urlencode({key: value for key, value in filters.items() if value})
+    answer = ApiClient(_load(args)).request("GET", f"/v1/reports?{query}", timeout=120)
+    text = answer if isinstance(answer, str) else json.dumps(answer, indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from ha.token import new_token, token_digest
+
+    token = new_token()
+    print(token)
+    print(
+        "# api.tokens entry (the daemon keeps only the hash): "
+        f"{{name: {args.name}, role: {args.role}, sha256: {token_digest(token)}}}"
+    )
+    return EXIT_OK
 
 
 def cmd_group(args: argparse.Namespace) -> int:
@@ -298,6 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", type=int, default=0, help="only events after this id")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser(
+        "reports", parents=[common], help="export the journal or the test history: CSV, JSON"
+    )
+    p.add_argument("--format", choices=["csv", "json"], default="json")
+    p.add_argument("--tests", action="store_true", help="Assured Recovery test history")
+    p.add_argument("--scenario", help="only this scenario")
+    p.add_argument("--group", help="only this group's members and group events")
+    p.add_argument("--since", help="from: ISO 8601 (2024-05-01T08:00), epoch, or ago (24h, 7d)")
+    p.add_argument("--until", help="to: same forms")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_reports)
+
+    p = sub.add_parser("token", help="make an API token; print it and its config entry")
+    p.add_argument("name", help="the token's name, journaled with each command it sends")
+    p.add_argument("--role", choices=["viewer", "operator"], required=True)
+    p.set_defaults(func=cmd_token)
 
     p = sub.add_parser(
         "group", parents=[common], help="run, stop, fail over, recover a whole group"

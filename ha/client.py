@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import socket
+import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from http.client import HTTPResponse
 from typing import Any
 
 from ha.config import Config
 from ha.errors import HAError
 from ha.token import read_token
+
+STREAM_TIMEOUT = 45.0  # the event stream sends a heartbeat every 15 s
 
 
 class ApiUnavailable(HAError):
@@ -33,8 +39,10 @@ class ApiClient:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        self.base = f"http://{host}:{config.api.port}"
-        self.token = read_token(config.api.token_file)
+        tls = config.api.tls
+        self.base = f"{'https' if tls else 'http'}://{host}:{config.api.port}"
+        self.tls = ssl.create_default_context(cafile=tls.ca_file or tls.cert_file) if tls else None
+        self.token = os.environ.get("HA_TOKEN") or read_token(config.api.token_file)
         self.user = f"{getpass.getuser()}@{socket.gethostname()}"
         self.actor = self.user
 
@@ -42,6 +50,28 @@ class ApiClient:
         self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30
     ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
+        with self._open(method, path, data, {}, timeout) as response:
+            payload = response.read()
+            if response.headers.get_content_type() == "application/json":
+                return json.loads(payload)
+            return payload.decode()
+
+    def stream(self, after: int, query: str) -> Iterator[dict[str, Any]]:
+        """Journal events after ``after`` (``query``: extra filters) from the event stream, as
+        they come, without end. A stream that the daemon ends is opened again from the last event
+        seen; a daemon that cannot be reached raises ApiUnavailable."""
+        while True:
+            headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
+            path = f"/v1/events/stream?{query.lstrip('&')}"
+            with self._open("GET", path, None, headers, STREAM_TIMEOUT) as response:
+                for event in sse_events(response):
+                    after = event["id"]
+                    yield event
+
+    @contextmanager
+    def _open(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str], timeout: float
+    ) -> Iterator[HTTPResponse]:
         request = urllib.request.Request(
             self.base + path,
             data=data,
@@ -50,14 +80,12 @@ class ApiClient:
                 "Authorization": f"Bearer {self.token}",
                 "Content-Type": "application/json",
                 "X-HA-Actor": self.actor,
+                **headers,
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                payload = response.read()
-                if response.headers.get_content_type() == "application/json":
-                    return json.loads(payload)
-                return payload.decode()
+            with urllib.request.urlopen(request, timeout=timeout, context=self.tls) as response:
+                yield response
         except urllib.error.HTTPError as exc:
             try:
                 reason = json.loads(exc.read()).get("error", exc.reason)
@@ -91,6 +119,19 @@ class ApiClient:
             if len(page["events"]) < 1000:
                 return found
             after = page["events"][-1]["id"]
+
+
+def sse_events(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The JSON events of a Server-Sent Events stream (comments and heartbeats skipped)."""
+    data: list[str] = []
+    for raw in lines:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield json.loads("\n".join(data))
+            data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
 
 
 Verdict = Callable[[dict[str, Any]], bool | None]

@@ -22,12 +22,14 @@ from pydantic import (
 )
 
 from checks import CheckConfig, check_kinds
+from checks.database import SecretFilePath
 from ha.config_errors import format_validation_error, load_yaml
 from ha.discovery import DiscoveryConfig
 from ha.duration import Duration
 from ha.errors import ConfigError
 from ha.groups_config import GroupConfig, apply_group_defaults
 from ha.hooks import HooksConfig
+from ha.notify_config import NotifyConfig, notify_errors
 from ha.process import Command
 from ha.redirect import Target
 from ha.redirect.aws import (
@@ -227,6 +229,22 @@ class ScenarioConfig(Model):
     )
 
 
+class ApiToken(Model):
+    name: str = Field(pattern=NAME_PATTERN, description="journaled with every command it sends")
+    role: Literal["viewer", "operator"] = Field(description="viewer reads; operator also acts")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the token (`ha token` prints it)"
+    )
+
+
+class ApiTls(Model):
+    cert_file: SecretFilePath = Field(description="PEM certificate (chain) the API presents")
+    key_file: SecretFilePath = Field(description="PEM private key of the certificate")
+    ca_file: SecretFilePath | None = Field(
+        None, description="what the CLI trusts for the API; default cert_file (self-signed)"
+    )
+
+
 class ApiConfig(Model):
     listen: str = Field("127.0.0.1", description="address the local API listens on")
     port: int = Field(8470, ge=1, le=65535)
@@ -234,6 +252,10 @@ class ApiConfig(Model):
         Path("ha-token"),
         description="bearer token, generated (mode 0600) on first start",
         validate_default=True,
+    )
+    tls: ApiTls | None = Field(None, description="serve HTTPS with this certificate")
+    tokens: list[ApiToken] = Field(
+        default_factory=list, description="more tokens; the token_file one is operator 'local'"
     )
 
 
@@ -265,6 +287,7 @@ class Config(Model):
     api: ApiConfig = Field(default_factory=ApiConfig)
     log: LogConfig = LogConfig()
     safety: SafetyConfig = SafetyConfig()
+    notify: NotifyConfig = NotifyConfig()
     recovery_tests: RecoveryTestsConfig = RecoveryTestsConfig()
     discovery: DiscoveryConfig = DiscoveryConfig()
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
@@ -336,6 +359,7 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
             errors.append(
                 (f"discovery.providers[{i}]", f"{name!r} is not a vsphere or hyperv provider")
             )
+    errors.extend(_api_and_notify_errors(config))
     return errors
 
 
@@ -354,6 +378,19 @@ def _shared_records(config: Config) -> list[tuple[str, str]]:
                 )
             seen.setdefault(key, scenario.name)
     return errors
+
+
+def _api_and_notify_errors(config: Config) -> list[tuple[str, str]]:
+    """Token names are unique ("local" is the token file's); notification targets name known
+    scenarios and groups."""
+    names = [t.name for t in config.api.tokens]
+    errors = [
+        (f"api.tokens[{i}].name", f"duplicate or reserved token name {name!r}")
+        for i, name in enumerate(names)
+        if name == "local" or name in names[:i]
+    ]
+    scenarios = {s.name for s in config.scenarios}
+    return errors + notify_errors(config.notify, scenarios, {g.name for g in config.groups})
 
 
 def _redirect_errors(config: Config, scenario: ScenarioConfig, where: str) -> list[tuple[str, str]]:

@@ -1,0 +1,164 @@
+"""Push-button routes: validate, hand an intent to the daemon's loop, answer 202, 409 or 503.
+
+A dry run answers what the command would do now (a runbook's steps, a group's waves) and takes
+no step. These routes never act themselves: only the loop does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+
+from ha.api_base import DAEMON, actor, error, scenario_of
+from ha.commands import ACTIONS, RUNBOOK_COMMANDS, Intent, conflict
+from ha.daemon import Daemon
+from ha.groups import GROUP_ACTIONS, group_conflict, skip_reason
+from ha.runbook import Runbook
+from ha.scenario import Scenario
+from ha.steps import build_steps
+
+LOOP_DEADLINE = 10.0  # the loop must take a command within this long, else 503
+BODY_FIELDS = ("force", "dry_run", "active")
+PLANS = {
+    "run": "start the checks; fail over automatically when production dies",
+    "stop": "stop the checks; no automatic action",
+    "abort": "give up the blocked runbook; the active side stays as it is now",
+    "pause": "keep checking and reporting; take no automatic action",
+    "resume": "take automatic actions again",
+}
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(reason="the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="the body must be a JSON object")
+    unknown = set(body) - set(BODY_FIELDS)
+    if unknown:
+        raise web.HTTPUnprocessableEntity(reason=f"unknown fields: {', '.join(sorted(unknown))}")
+    for key in ("force", "dry_run"):
+        if not isinstance(body.get(key, False), bool):
+            raise web.HTTPUnprocessableEntity(reason=f"{key} must be true or false")
+    if body.get("active") not in (None, "production", "replica"):
+        raise web.HTTPUnprocessableEntity(reason="active must be production or replica")
+    return body
+
+
+async def command(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    target = scenario_of(request)
+    action = request.match_info["action"]
+    if action not in ACTIONS:
+        raise web.HTTPNotFound(reason=f"no action {action!r}; actions: {', '.join(ACTIONS)}")
+    body = await _body(request)
+    force = bool(body.get("force", False))
+    active = body.get("active")
+    why_not = conflict(target, action, force=force, now=time.time(), active=active)
+    if why_not is not None:
+        return error(409, why_not)
+    if body.get("dry_run"):
+        kind = f"recover-{active}" if action == "recover" else action
+        return web.json_response(await _plan(daemon, target, kind, force))
+    intent = Intent(
+        action=action, scenario=target.name, actor=actor(request), force=force, active=active
+    )
+    return await _submit(daemon, intent)
+
+
+async def rearm(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return await _submit(daemon, Intent(action="rearm", scenario="", actor=actor(request)))
+
+
+async def group_command(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name, action = request.match_info["name"], request.match_info["action"]
+    group = next((g for g in daemon.config.groups if g.name == name), None)
+    if group is None:
+        raise web.HTTPNotFound(reason=f"no group named {name!r}")
+    if action not in GROUP_ACTIONS:
+        raise web.HTTPNotFound(
+            reason=f"no group action {action!r}; actions: {', '.join(GROUP_ACTIONS)}"
+        )
+    body = await _body(request)
+    active = body.get("active")
+    why_not = group_conflict(daemon, name, action, active)
+    if why_not is not None:
+        return error(409, why_not)
+    if body.get("dry_run"):
+        waves = group.waves()
+        if action == "stop":
+            waves.reverse()
+        plan = [
+            {
+                "wave": number,
+                "scenario": member,
+                "plan": skip_reason(daemon.scenarios[member], action, active)
+                or f"{action}" + (f" --active {active}" if active else ""),
+            }
+            for number, wave in enumerate(waves, 1)
+            for member in wave
+        ]
+        return web.json_response({"dry_run": True, "group": name, "action": action, "plan": plan})
+    intent = Intent(action=action, scenario="", group=name, actor=actor(request), active=active)
+    return await _submit(daemon, intent)
+
+
+async def _submit(daemon: Daemon, intent: Intent) -> web.Response:
+    daemon.submit(intent)
+    try:
+        outcome = await asyncio.wait_for(asyncio.shield(intent.future), LOOP_DEADLINE)
+    except TimeoutError:
+        return error(503, f"the daemon did not take the command within {LOOP_DEADLINE:g}s")
+    if outcome.status == "conflict":
+        return error(409, outcome.message)
+    return web.json_response(
+        {
+            "status": "accepted",
+            "message": outcome.message,
+            "runbook": outcome.runbook,
+            "command": outcome.command,
+        },
+        status=202,
+    )
+
+
+async def _plan(daemon: Daemon, target: Scenario, action: str, force: bool) -> dict[str, Any]:
+    """The steps ``action`` would take now, without taking them."""
+    steps: list[dict[str, Any]] = []
+    if action in RUNBOOK_COMMANDS or action.startswith("recover-"):
+        done: set[str] = set()
+        if target.state == "blocked" and target.record.runbook and action in RUNBOOK_COMMANDS:
+            done = await Runbook(
+                id=target.record.runbook,
+                kind=action,
+                scenario=target.name,
+                steps=[],
+                policy=target.config.runbook,
+                store=daemon.store,
+            ).done_steps()
+        for step in build_steps(action, daemon.parts[target.name], force=force):
+            steps.append(
+                {
+                    "step": step.name,
+                    "plan": step.plan,
+                    "status": "done" if step.name in done else "to do",
+                }
+            )
+    else:
+        plan = PLANS.get(action, f"{action} {target.name} now")
+        steps.append({"step": action, "plan": plan, "status": "to do"})
+    return {
+        "dry_run": True,
+        "scenario": target.name,
+        "action": action,
+        "state": target.state,
+        "steps": steps,
+    }

@@ -1,0 +1,108 @@
+"""Read-only routes: status, scenarios, groups, the journal, proposals, the diagram, reports."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from ha.api_base import DAEMON, FEED, error, int_param, principal, scenario_filter, scenario_of
+from ha.machine import diagram
+from ha.reports import FORMATS, REPORTS, Query, as_csv, as_json, collect, parse_time, rows
+from ha.views import group_views, proposal_report, scenario_view
+
+WAIT_LIMIT = 60.0  # longest long-poll on /v1/events
+
+
+async def status(request: web.Request) -> web.Response:
+    daemon, who = request.app[DAEMON], principal(request)
+    return web.json_response(
+        {
+            "scenarios": [scenario_view(s) for s in daemon.scenarios.values()],
+            "groups": group_views(daemon),
+            "budget": daemon.autopilot.budget.describe(),
+            "observe_only": daemon.config.safety.observe_only,
+            "last_event": request.app[FEED].last_id,
+            "token": {"name": who.name, "role": who.role},
+        }
+    )
+
+
+async def scenario(request: web.Request) -> web.Response:
+    return web.json_response(scenario_view(scenario_of(request)))
+
+
+async def groups(request: web.Request) -> web.Response:
+    return web.json_response({"groups": group_views(request.app[DAEMON])})
+
+
+async def events(request: web.Request) -> web.Response:
+    daemon, feed = request.app[DAEMON], request.app[FEED]
+    after = int_param(request, "after", 0)
+    limit = min(max(int_param(request, "limit", 200), 1), 1000)
+    try:
+        wait = min(float(request.query.get("wait", "0")), WAIT_LIMIT)
+    except ValueError:
+        return error(400, "wait must be a number of seconds")
+    name = scenario_filter(request)
+    runbook = request.query.get("runbook")
+    deadline = time.monotonic() + wait
+    while True:
+        seen = feed.last_id
+        found = await daemon.store.events(after=after, scenario=name, runbook=runbook, limit=limit)
+        left = deadline - time.monotonic()
+        if found or left <= 0 or feed.closed.is_set():
+            break
+        await feed.wait(max(after, seen), left)
+    return web.json_response({"events": [e.to_json() for e in found]})
+
+
+async def proposals(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = scenario_filter(request)
+    kinds = ("proposal", "proposal_cancelled", "production_recovered")
+    found = await daemon.store.events(scenario=name, kinds=kinds, limit=100_000)
+    return web.json_response(
+        {
+            "proposals": [e.to_json() for e in found if e.kind == "proposal"],
+            "report": proposal_report(found),
+        }
+    )
+
+
+async def state_diagram(request: web.Request) -> web.Response:
+    return web.Response(text=diagram(), content_type="text/plain")
+
+
+async def reports(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    form = request.query.get("format", "json")
+    report = next((r for r in REPORTS if r == request.query.get("report", "journal")), None)
+    if report is None:
+        return error(422, f"report must be one of {', '.join(REPORTS)}")
+    if form not in FORMATS:
+        return error(422, f"format must be one of {', '.join(FORMATS)}")
+    group = request.query.get("group")
+    members = None
+    if group is not None:
+        found = next((g for g in daemon.config.groups if g.name == group), None)
+        if found is None:
+            return error(404, f"no group named {group!r}")
+        members = set(found.scenarios)
+    now = time.time()
+    try:
+        since, until = (
+            parse_time(request.query[key], now) if key in request.query else None
+            for key in ("since", "until")
+        )
+    except ValueError as exc:
+        return error(422, str(exc))
+    query = Query(report, scenario_filter(request), members, group, since, until)
+    table = rows(await collect(daemon.store, query), query.report)
+    if form == "csv":
+        return web.Response(
+            text=as_csv(table, query.report),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="ha-{report}.csv"'},
+        )
+    return web.json_response(as_json(table, query))

@@ -1,0 +1,145 @@
+"""Prometheus metrics at ``/metrics`` (any valid token, viewer or operator).
+
+Two sources. The journal feed counts what happens: check results as the journal records them
+(a ``check`` event when a check turns ok or failed), runbook outcomes, step durations and
+Assured Recovery passes. A scrape reads the present: each scenario's state, pause and active side,
+and the latest result of every check (its latency and whether it passed), straight from the
+daemon's detectors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from ha.machine import RUNBOOK_STATES, STATES
+from ha.scenario import SIDES, Scenario
+from ha.store import JournalEvent, Store
+
+OUTCOMES = {"finish": "finished", "block": "blocked", "cancel": "cancelled"}
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STEP_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+class Metrics:
+    def __init__(self, scenarios: Mapping[str, Scenario]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.check_latency = Histogram(
+            "ha_check_latency_seconds",
+            "Latency of check results, as journaled (each change between ok and failed)",
+            ["scenario", "side", "check"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.check_failures = Counter(
+            "ha_check_failures",
+            "Checks that turned failed",
+            ["scenario", "side", "check"],
+            registry=self.registry,
+        )
+        self.runbooks = Counter(
+            "ha_runbooks",
+            "Runbooks ended, by kind (failover, switchover, failback, recover) and outcome",
+            ["scenario", "kind", "outcome"],
+            registry=self.registry,
+        )
+        self.step_duration = Histogram(
+            "ha_runbook_step_duration_seconds",
+            "Duration of runbook steps, retries included",
+            ["scenario", "step", "outcome"],
+            buckets=STEP_BUCKETS,
+            registry=self.registry,
+        )
+        self.ar_passed: dict[str, float] = {}  # scenario -> time of its last passed AR test
+        self.registry.register(_Present(scenarios, self.ar_passed))
+
+    async def restore(self, store: Store) -> None:
+        """What the journal says from before the feed started: the last AR pass per scenario."""
+        for event in await store.events(kinds=("ar_passed",), limit=10**9):
+            self.ar_passed[event.scenario or ""] = event.ts
+
+    def on_event(self, event: JournalEvent) -> None:
+        scenario = event.scenario or ""
+        data = event.data
+        if event.kind == "check":
+            labels = (scenario, data.get("side", ""), data.get("check", ""))
+            if isinstance(data.get("latency"), int | float):
+                self.check_latency.labels(*labels).observe(data["latency"])
+            if data.get("ok") is False:
+                self.check_failures.labels(*labels).inc()
+        elif event.kind == "transition" and data.get("trigger") in OUTCOMES:
+            kind = RUNBOOK_STATES.get(data.get("from", ""))
+            if kind is not None:
+                self.runbooks.labels(scenario, kind, OUTCOMES[data["trigger"]]).inc()
+        elif event.kind in ("step_done", "step_failed") and "seconds" in data:
+            outcome = "done" if event.kind == "step_done" else "failed"
+            self.step_duration.labels(scenario, event.step or "", outcome).observe(data["seconds"])
+        elif event.kind == "ar_passed":
+            self.ar_passed[scenario] = event.ts
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Present(Collector):
+    """Gauges read from the daemon at scrape time."""
+
+    def __init__(self, scenarios: Mapping[str, Scenario], ar_passed: dict[str, float]) -> None:
+        self.scenarios = scenarios
+        self.ar_passed = ar_passed
+
+    def describe(self) -> list[Metric]:
+        return []  # read at scrape time: nothing to check for duplicates
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        state = GaugeMetricFamily(
+            "ha_scenario_state", "1 for the state the scenario is in", labels=["scenario", "state"]
+        )
+        active = GaugeMetricFamily(
+            "ha_scenario_active", "1 for the side serving users", labels=["scenario", "side"]
+        )
+        paused = GaugeMetricFamily("ha_scenario_paused", "1 when paused", labels=["scenario"])
+        up = GaugeMetricFamily(
+            "ha_check_up",
+            "1 when the check's latest result passed",
+            labels=["scenario", "side", "check"],
+        )
+        latency = GaugeMetricFamily(
+            "ha_check_last_latency_seconds",
+            "Latency of the check's latest result",
+            labels=["scenario", "side", "check"],
+        )
+        for scenario in self.scenarios.values():
+            name = scenario.name
+            for each in STATES:
+                state.add_metric([name, each], float(scenario.state == each))
+            for side in SIDES:
+                active.add_metric([name, side], float(scenario.record.active == side))
+                for label, check in scenario.detectors[side].checks.items():
+                    if check.last is not None:
+                        up.add_metric([name, side, label], float(check.last.ok))
+                        latency.add_metric([name, side, label], check.last.latency)
+            paused.add_metric([name], float(scenario.record.paused))
+        age = GaugeMetricFamily(
+            "ha_assured_recovery_last_success_age_seconds",
+            "Seconds since the scenario's last passed Assured Recovery test",
+            labels=["scenario"],
+        )
+        for name, ts in sorted(self.ar_passed.items()):
+            age.add_metric([name], now - ts)
+        yield from (state, active, paused, up, latency, age)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

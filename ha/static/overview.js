@@ -1,0 +1,63 @@
+// The overview: every scenario with its state, active server and latest check results, and every
+// group with its rollup, members and buttons.
+
+import { confirmCommand } from "./confirm.js";
+import { badge, checkCell, h, section, table } from "./dom.js";
+
+function scenarioRow(s) {
+  return h(
+    "tr",
+    { "data-scenario": s.name },
+    h("td", {}, h("a", { href: `#/scenario/${encodeURIComponent(s.name)}` }, s.name)),
+    h("td", { class: "state" }, badge(s.state), s.paused ? h("span", { class: "tag" }, "paused") : null),
+    h("td", { class: "active" }, `${s.active} `, h("span", { class: "muted" }, s.active_address)),
+    h("td", {}, s.mode),
+    h("td", { class: "checks" }, s.production.checks.map(checkCell)),
+    h("td", { class: "checks" }, s.replica.checks.map(checkCell)),
+    h("td", { class: "note" }, s.reason || s.alert || ""),
+  );
+}
+
+function groupRow(ctx, g) {
+  const buttons = ctx.canAct()
+    ? ctx.groupActions.map((action) =>
+        h("button", {
+          type: "button",
+          class: `action action-${action}`,
+          "data-action": action,
+          onclick: () => confirmCommand({ kind: "group", name: g.name, action }, ctx.toast),
+        }, action),
+      )
+    : [];
+  return h(
+    "tr",
+    { "data-group": g.name },
+    h("td", {}, g.name),
+    h("td", { class: "state" }, badge(g.state)),
+    h("td", {}, g.failover),
+    h("td", {}, g.members.map((m) => h("span", { class: "member" }, `${m.name} `, badge(m.state)))),
+    h("td", {}, h("div", { class: "buttons" }, buttons)),
+  );
+}
+
+export function overview(ctx) {
+  const element = h("div", { class: "overview" });
+  function update() {
+    const status = ctx.status;
+    const parts = [
+      section(
+        "Scenarios",
+        table(
+          ["scenario", "state", "active server", "mode", "production checks", "replica checks", ""],
+          status.scenarios.map(scenarioRow),
+        ),
+      ),
+    ];
+    if (status.groups.length) {
+      parts.push(section("Groups", table(["group", "state", "failover", "members", ""], status.groups.map((g) => groupRow(ctx, g)))));
+    }
+    element.replaceChildren(...parts);
+  }
+  update();
+  return { element, update, onEvent() {} };
+}

@@ -1,0 +1,139 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright): it lists the
+scenarios, a push-button failover behind its confirmation changes the state shown, the runbook
+view follows the event stream, and a viewer token sees no buttons. Screenshots are kept in the
+test's tmp dir."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, Response, expect, sync_playwright
+
+from tests.e2e.api_site import ApiFleet
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[BrowserContext]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: the dashboard tests need Debian's chromium"
+            " (`apt-get install chromium`, as `./run test` does)"
+        )
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / "chromium-profile",
+            executable_path=CHROMIUM,
+            headless=True,
+            args=ARGS,
+            viewport={"width": 1366, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[ApiFleet]:
+    fleet = ApiFleet(tmp_path, 2)
+    try:
+        active = f"{fleet.dir}/{{name}}.active"
+        slow_redirect = {  # a second to redirect: the runbook view must follow it live
+            "set": ["sh", "-c", f'sleep 1; echo "$HA_ADDRESS" > {active}'],
+            "get": ["sh", "-c", f"cat {active} 2>/dev/null || true"],
+        }
+        fleet.write_config(
+            failover={"mode": "manual"},
+            groups=[{"name": "pair", "scenarios": ["s1", "s2"], "ordered": True}],
+            redirect=[{"script": slow_redirect}],
+        )
+        fleet.start_daemon()
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+def log_in(page: Page, fleet: ApiFleet, token: str) -> None:
+    page.goto(fleet.base + "/")
+    page.fill("#token", token)
+    page.click("#login button[type=submit]")
+    expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+
+
+def test_a_push_button_failover_live(
+    browser: BrowserContext, fleet: ApiFleet, tmp_path: Path
+) -> None:
+    page = browser.new_page()
+    runbook_reads: list[Response] = []
+    page.on("response", lambda r: runbook_reads.append(r) if "runbook=" in r.url else None)
+    log_in(page, fleet, fleet.operator)
+    rows = page.locator("tr[data-scenario]")
+    expect(rows).to_have_count(2)
+    expect(page.locator("tr[data-scenario=s1] .state")).to_have_text("running")
+    expect(page.locator("tr[data-scenario=s1] .active")).to_have_text("production 127.0.0.2")
+    expect(page.locator("tr[data-group=pair] .state")).to_have_text("protected")
+    page.screenshot(path=tmp_path / "overview.png", full_page=True)
+
+    fleet.kill("s1")
+    fleet.wait_until(
+        lambda: fleet.call("GET", "/v1/scenarios/s1").json()["production"]["dead"], 10, "dead"
+    )
+    page.click("a[href='#/scenario/s1']")
+    expect(page.locator(".scenario .head")).to_contain_text("production dead", timeout=10_000)
+    page.click("button[data-action=failover]")
+    dialog = page.locator("#confirm")
+    expect(dialog.locator("#confirm-title")).to_have_text("failover scenario s1?")
+    expect(dialog.locator("#confirm-steps li[data-step=redirect]")).to_be_visible()
+    assert "Fail over to the replica now" in (dialog.locator("#confirm-what").text_content() or "")
+    page.screenshot(path=tmp_path / "confirm.png")
+    page.click("#confirm-go")
+
+    expect(page.locator(".toast, #toast")).to_contain_text("accepted: s1 is failing over")
+    steps = page.locator("#runbook-panel li[data-step]")
+    expect(page.locator("#runbook-panel [data-step=verify]")).to_have_attribute(
+        "data-status", "done", timeout=15_000
+    )
+    expect(page.locator("#runbook-panel .runbook")).to_have_attribute("data-outcome", "finished")
+    assert [s.get_attribute("data-status") for s in steps.all()] == ["done"] * steps.count()
+    # The runbook's history was read at most once, before it redirected (whether the status or
+    # the stream told the page first): every step after came from the stream.
+    assert len(runbook_reads) <= 1
+    for read in runbook_reads:
+        done = [e["step"] for e in read.json()["events"] if e["kind"] == "step_done"]
+        assert "redirect" not in done
+    expect(page.locator(".scenario .head .badge").first).to_have_text("switched")
+    expect(page.locator("svg.machine .node.now")).to_have_attribute("data-state", "switched")
+    expect(page.locator(".journal li.kind-transition").first).to_contain_text("-> switched")
+    page.screenshot(path=tmp_path / "scenario.png", full_page=True)
+
+    page.click("header h1 a")
+    expect(page.locator("tr[data-scenario=s1] .state")).to_have_text("switched")
+    expect(page.locator("tr[data-scenario=s1] .active")).to_have_text("replica 127.0.0.3")
+    assert fleet.state("s1") == ("switched", "replica")
+    command = next(e for e in fleet.journal() if e["kind"] == "command")
+    assert command["actor"] == "api:alice:dashboard"
+
+
+def test_a_viewer_sees_no_buttons(browser: BrowserContext, fleet: ApiFleet) -> None:
+    page = browser.new_page()
+    log_in(page, fleet, fleet.viewer)
+    expect(page.locator("#who")).to_have_text("grafana (viewer)")
+    expect(page.locator("tr[data-group=pair] button")).to_have_count(0)
+    page.click("a[href='#/scenario/s2']")
+    expect(page.locator(".scenario .head")).to_contain_text("viewer token: read only")
+    expect(page.locator("button[data-action]")).to_have_count(0)
+    expect(page.locator("#login")).to_be_hidden()
