@@ -235,7 +235,7 @@ class PostgreSQLProvider(Provider):
         if spec.stop_command is not None:
             from providers.postgresql_rebuild import run_local
 
-            await run_local(self, "stop", spec.stop_command, machine)
+            await run_local(spec, "stop", spec.stop_command, machine)
             self._stopped.add(machine)
             return
         standby, read_only = await self._role("fence", machine)

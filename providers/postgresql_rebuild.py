@@ -33,13 +33,13 @@ TOOL_TIMEOUT = 300.0
 
 
 async def run_local(
-    provider: PostgreSQLProvider,
+    spec: DatabaseInstance,
     action: str,
     command: Command | list[str],
     machine: str,
     env: dict[str, str] | None = None,
 ) -> str:
-    spec = provider.instance(machine)
+    """Run a local command for ``machine`` ({machine} and {data_dir} are filled in)."""
     argv = argv_of(command, {"machine": machine, "data_dir": str(spec.data_dir or "")})
     try:
         result = await run_command(
@@ -110,7 +110,7 @@ async def _rewind_or_copy(
     rewind = [*_tool(spec, "pg_rewind"), "-D", str(spec.data_dir), "-R"]
     try:
         output = await run_local(
-            provider, "pg_rewind", [*rewind, "--source-server", _conninfo(source)], machine, env
+            spec, "pg_rewind", [*rewind, "--source-server", _conninfo(source)], machine, env
         )
         done = "pg_rewind: " + (output.strip().splitlines() or ["done"])[-1]
     except ProviderError as exc:
@@ -119,9 +119,9 @@ async def _rewind_or_copy(
         await asyncio.to_thread(spec.data_dir.rename, aside)
         backup = [*_tool(spec, "pg_basebackup"), "-D", str(spec.data_dir), "-R", "-X", "stream"]
         backup += ["-c", "fast", "-h", source.host, "-p", str(source.port), "-U", source.user]
-        await run_local(provider, "pg_basebackup", backup, machine, env)
+        await run_local(spec, "pg_basebackup", backup, machine, env)
         done = f"pg_basebackup (pg_rewind failed; old data kept in {aside})"
-    await run_local(provider, "start", spec.start_command, machine)
+    await run_local(spec, "start", spec.start_command, machine)
     provider._stopped.discard(machine)
     return done
 
@@ -133,7 +133,7 @@ def _name_of(provider: PostgreSQLProvider, spec: DatabaseInstance) -> str:
 async def _stop_quietly(provider: PostgreSQLProvider, machine: str, command: Command) -> None:
     """Stop the instance; a stop that fails because it is not running is fine."""
     try:
-        await run_local(provider, "stop", command, machine)
+        await run_local(provider.instance(machine), "stop", command, machine)
     except ProviderError as exc:
         log.info("stop before rewind failed (not running?)", instance=machine, reason=str(exc))
 
