@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -61,6 +61,8 @@ class Daemon:
         self.intents: asyncio.Queue[Intent] = asyncio.Queue()
         self._status = ""
         self.monitor = Monitor(self._on_result)
+        # Told every check result (metrics); each must be quick and must not block.
+        self.result_listeners: list[Callable[[str, Side, str, CheckResult], None]] = []
         self.autopilot = Autopilot(config, self.store)
         self.background = Background()
         self.groups = GroupRunner(self.scenarios, self.submit, self.store)
@@ -350,6 +352,8 @@ class Daemon:
         return probe
 
     async def _on_result(self, name: str, side: Side, label: str, result: CheckResult) -> None:
+        for listener in self.result_listeners:
+            listener(name, side, label, result)
         scenario = self.scenarios[name]
         if label == ACTIVE_CHECK:
             scenario.acting[side] = result

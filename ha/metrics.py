@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from checks import CheckResult
 from ha.machine import RUNBOOK_STATES, STATES
 from ha.scenario import SIDES, Scenario
 from ha.store import JournalEvent, Store
@@ -32,14 +33,14 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.check_latency = Histogram(
             "ha_check_latency_seconds",
-            "Latency of check results, as journaled (each change between ok and failed)",
+            "Latency of every check result",
             ["scenario", "side", "check"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.check_failures = Counter(
             "ha_check_failures",
-            "Checks that turned failed",
+            "Failed check results",
             ["scenario", "side", "check"],
             registry=self.registry,
         )
@@ -64,16 +65,16 @@ class Metrics:
         for event in await store.events(kinds=("ar_passed",), limit=10**9):
             self.ar_passed[event.scenario or ""] = event.ts
 
+    def observe_result(self, scenario: str, side: str, label: str, result: CheckResult) -> None:
+        """Every check result, from the daemon (not only the changes the journal keeps)."""
+        self.check_latency.labels(scenario, side, label).observe(result.latency)
+        if not result.ok:
+            self.check_failures.labels(scenario, side, label).inc()
+
     def on_event(self, event: JournalEvent) -> None:
         scenario = event.scenario or ""
         data = event.data
-        if event.kind == "check":
-            labels = (scenario, data.get("side", ""), data.get("check", ""))
-            if isinstance(data.get("latency"), int | float):
-                self.check_latency.labels(*labels).observe(data["latency"])
-            if data.get("ok") is False:
-                self.check_failures.labels(*labels).inc()
-        elif event.kind == "transition" and data.get("trigger") in OUTCOMES:
+        if event.kind == "transition" and data.get("trigger") in OUTCOMES:
             kind = RUNBOOK_STATES.get(data.get("from", ""))
             if kind is not None:
                 self.runbooks.labels(scenario, kind, OUTCOMES[data["trigger"]]).inc()

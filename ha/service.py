@@ -64,6 +64,7 @@ async def run_daemon(config: Config) -> None:
     try:
         await metrics.restore(daemon.store)
         feed.subscribe(metrics.on_event)
+        daemon.result_listeners.append(metrics.observe_result)
         feed.subscribe(notifier.on_event)
         await feed.start()
         notifier.start()
