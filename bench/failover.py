@@ -38,6 +38,7 @@ from pathlib import Path
 
 from tests.lab import faults
 from tests.lab.lab import HTTP_PORT, NAME, PRODUCTION, REPLICA, Lab, LabDaemon, running_lab
+from tests.lab.namespaces import LabUnavailable, require_root
 from tests.lab.services import Service, connects
 
 QUIET = 1.0
@@ -190,6 +191,10 @@ def main() -> None:
         " (2 BIND servers), verify",
         flush=True,
     )
+    try:
+        require_root()
+    except LabUnavailable as exc:
+        sys.exit(f"bench.failover: {exc}")
     with (
         tempfile.TemporaryDirectory(prefix="ha-bench-failover-") as root,
         running_lab(Path(root)) as lab,

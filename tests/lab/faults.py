@@ -1,8 +1,8 @@
 """Faults on demand, each with its repair: the test or benchmark says what breaks, and when.
 
 - :func:`kill`: SIGKILL the service (dead: connections are refused at once)
-- :func:`hang` / :func:`resume`: SIGSTOP / SIGCONT (hung: connects are accepted by the kernel's
-  backlog, requests never answered)
+- :func:`hang`: SIGSTOP (hung: connects are accepted by the kernel's backlog, requests never
+  answered; stopping the service resumes it first)
 - :func:`cut` / :func:`restore`: the orchestrator's end of the link down / up (silent loss)
 - :func:`drop` / :func:`lose` / :func:`clear`: nftables inside the server's namespace dropping every
   packet to a port, or a random share of them (``numgen random mod 100 < N``)
@@ -29,10 +29,6 @@ def kill(service: Service) -> None:
 
 def hang(service: Service) -> None:
     os.kill(service.pid, signal.SIGSTOP)
-
-
-def resume(service: Service) -> None:
-    os.kill(service.pid, signal.SIGCONT)
 
 
 def cut(network: LabNetwork, side: str) -> None:

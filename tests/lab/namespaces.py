@@ -34,15 +34,14 @@ class LabUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Link:
-    side: str  # "prod" or "repl"
     orch_dev: str  # the veth end in the orchestrator's namespace
     orch_address: str
     address: str  # the server's address, on eth0 in its namespace
 
 
 LINKS = {
-    "prod": Link("prod", "o-prod", "10.213.1.1", "10.213.1.2"),
-    "repl": Link("repl", "o-repl", "10.213.2.1", "10.213.2.2"),
+    "prod": Link("o-prod", "10.213.1.1", "10.213.1.2"),
+    "repl": Link("o-repl", "10.213.2.1", "10.213.2.2"),
 }
 
 

@@ -68,9 +68,6 @@ class Service:
                 raise RuntimeError(f"{self.argv[0]} in {self.ns} did not start:\n{tail}")
             time.sleep(0.02)
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
