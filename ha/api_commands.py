@@ -15,6 +15,7 @@ from aiohttp import web
 from ha.api_base import DAEMON, actor, error, scenario_of
 from ha.commands import ACTIONS, RUNBOOK_COMMANDS, Intent, conflict
 from ha.daemon import Daemon
+from ha.format import test_plan
 from ha.groups import GROUP_ACTIONS, group_conflict, skip_reason
 from ha.runbook import Runbook
 from ha.scenario import Scenario
@@ -152,6 +153,9 @@ async def _plan(daemon: Daemon, target: Scenario, action: str, force: bool) -> d
                     "status": "done" if step.name in done else "to do",
                 }
             )
+    elif action == "test":
+        for line in test_plan(daemon.config, target.name)[1:]:
+            steps.append({"step": "test", "plan": line.strip(), "status": "to do"})
     else:
         plan = PLANS.get(action, f"{action} {target.name} now")
         steps.append({"step": action, "plan": plan, "status": "to do"})
