@@ -193,3 +193,19 @@ async def test_unreachable_instance_and_bad_password(pair: PgPair) -> None:
         os.environ["HA_TEST_PG_PASSWORD"] = pair.password
     assert "password authentication failed" in str(failed.value)
     assert pair.password not in str(failed.value)
+
+
+async def test_rebuild_falls_back_to_base_backup_when_rewind_cannot(pair: PgPair) -> None:
+    provider = provider_for(pair)
+    await write(pair.primary, 1, 10)
+    await caught_up(provider, "standby")
+    pair.primary.kill()
+    await provider.promote("standby")
+    await write(pair.standby, 11, 10)
+    for segment in (pair.primary.datadir / "pg_wal").glob("0000*"):
+        segment.unlink()  # the old primary's WAL is lost: pg_rewind cannot work
+
+    done = await provider.rebuild("primary", "standby")
+    assert "pg_basebackup (pg_rewind failed; old data kept in" in done
+    assert await provider.power_state("primary") == PowerState.OFF
+    assert await ids(pair.primary) == list(range(1, 21))  # a standby: readable
