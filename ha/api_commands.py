@@ -22,7 +22,7 @@ from ha.scenario import Scenario
 from ha.steps import build_steps
 
 LOOP_DEADLINE = 10.0  # the loop must take a command within this long, else 503
-BODY_FIELDS = ("force", "dry_run", "active")
+BODY_FIELDS = ("force", "dry_run", "active", "force_promotion")
 PLANS = {
     "run": "start the checks; fail over automatically when production dies",
     "stop": "stop the checks; no automatic action",
@@ -44,7 +44,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     unknown = set(body) - set(BODY_FIELDS)
     if unknown:
         raise web.HTTPUnprocessableEntity(reason=f"unknown fields: {', '.join(sorted(unknown))}")
-    for key in ("force", "dry_run"):
+    for key in ("force", "dry_run", "force_promotion"):
         if not isinstance(body.get(key, False), bool):
             raise web.HTTPUnprocessableEntity(reason=f"{key} must be true or false")
     if body.get("active") not in (None, "production", "replica"):
@@ -68,7 +68,12 @@ async def command(request: web.Request) -> web.Response:
         kind = f"recover-{active}" if action == "recover" else action
         return web.json_response(await _plan(daemon, target, kind, force))
     intent = Intent(
-        action=action, scenario=target.name, actor=actor(request), force=force, active=active
+        action=action,
+        scenario=target.name,
+        actor=actor(request),
+        force=force,
+        active=active,
+        force_promotion=bool(body.get("force_promotion", False)),
     )
     return await _submit(daemon, intent)
 

@@ -77,7 +77,11 @@ def cmd_push(args: argparse.Namespace) -> int:
     client = ApiClient(config)
     if args.command == "test":
         return _test(client, args)
-    body = {"dry_run": args.dry_run, "force": getattr(args, "force", False)}
+    body = {
+        "dry_run": args.dry_run,
+        "force": getattr(args, "force", False),
+        "force_promotion": getattr(args, "force_promotion", False),
+    }
     if getattr(args, "active", None):
         body["active"] = args.active
     answer = client.request("POST", f"/v1/scenarios/{args.name}/{args.command}", body)
@@ -323,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--history", action="store_true", help="past tests and their times")
             p.add_argument("--wait", action="store_true", help="follow the test until it ends")
         if name in ("failover", "switchover", "failback", "recover"):
+            p.add_argument(
+                "--force-promotion",
+                action="store_true",
+                help="databases: promote even above the lag bound (the journal records the lag)",
+            )
             p.add_argument(
                 "--force", action="store_true", help="even if the target side fails its checks"
             )

@@ -39,6 +39,7 @@ class Intent:
     force: bool = False
     active: Side | None = None  # recover: the side that stays active
     confirmed: bool = False  # the failure is confirmed already (by a group): no confirm step
+    force_promotion: bool = False  # promote a database standby even above its lag bound
     group: str | None = None  # a group command: ``scenario`` is unused
     future: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()

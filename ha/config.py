@@ -340,6 +340,7 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
                 (f"{where}.fence", "fencing needs production.machine, to power production off")
             )
         errors.extend(_redirect_errors(config, scenario, where))
+        errors.extend(_database_pair_errors(config, scenario, where))
         if scenario.assured_recovery is not None and scenario.replica.machine is None:
             errors.append(
                 (
@@ -361,6 +362,29 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
             )
     errors.extend(_api_and_notify_errors(config))
     return errors
+
+
+def _database_pair_errors(
+    config: Config, scenario: ScenarioConfig, where: str
+) -> list[tuple[str, str]]:
+    """Database roles move between instances of one provider entry (lag, rebuild by name)."""
+    machines = [scenario.production.machine, scenario.replica.machine]
+    databases = [
+        m
+        for m in machines
+        if m is not None
+        and getattr(config.providers.get(m.provider), "type", "") in ("postgresql", "mariadb")
+    ]
+    if not databases:
+        return []
+    if len(databases) != 2 or databases[0].provider != databases[1].provider:
+        return [
+            (
+                f"{where}.replica.machine.provider",
+                "a database scenario needs production and replica instances of one provider",
+            )
+        ]
+    return []
 
 
 def _shared_records(config: Config) -> list[tuple[str, str]]:

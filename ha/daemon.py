@@ -54,6 +54,7 @@ class Daemon:
         self.checks: dict[str, list[tuple[Side, str, Check]]] = {}
         self.runbooks: dict[str, asyncio.Task[None]] = {}
         self.forced: set[str] = set()
+        self.force_promotion: set[str] = set()
         # scenario, trigger, reason, and the active side the report assumes (None: any)
         self.reports: deque[tuple[str, str, str, str | None]] = deque()
         self.wake = asyncio.Event()
@@ -279,8 +280,10 @@ class Daemon:
             self.parts[scenario.name],
             force=scenario.name in self.forced,
             runbook=record.runbook,
+            force_promotion=scenario.name in self.force_promotion,
         )
         self.forced.discard(scenario.name)
+        self.force_promotion.discard(scenario.name)
         runbook = Runbook(
             id=record.runbook,
             kind=record.runbook_kind,

@@ -50,6 +50,8 @@ async def apply_intent(daemon: Daemon, intent: Intent) -> None:
     else:
         if intent.force or intent.confirmed:
             daemon.forced.add(intent.scenario)
+        if intent.force_promotion:
+            daemon.force_promotion.add(intent.scenario)
         kwargs: dict[str, Any] = {"actor": intent.actor}
         kind = f"recover-{intent.active}" if intent.action == "recover" else intent.action
         if kind != intent.action or (
@@ -143,6 +145,8 @@ async def _apply_test(daemon: Daemon, intent: Intent, event: JournalEvent) -> No
 
 
 def _options(intent: Intent) -> str:
-    return (f" --active {intent.active}" if intent.active else "") + (
-        " --force" if intent.force else ""
+    return (
+        (f" --active {intent.active}" if intent.active else "")
+        + (" --force" if intent.force else "")
+        + (" --force-promotion" if intent.force_promotion else "")
     )

@@ -5,6 +5,8 @@ failover:   confirm_failure, fence_production, activate_replica, wait_replica_he
 switchover: stop_production, activate_replica, wait_replica_healthy, redirect, verify
 failback:   activate_production, wait_production_healthy, redirect, verify, stop_replica
 recover-S:  fence the other side, activate_S, wait_S_healthy, redirect, verify
+failback of a database pair (PostgreSQL, MariaDB): rebuild_production, drain_replica,
+            activate_production, wait_production_healthy, redirect, verify, rebuild_replica
 
 Each kind starts with its pre-hooks (pre_failover, or pre_failback for a failback) when any.
 
@@ -28,7 +30,7 @@ from ha.redirect import Redirector
 from ha.runbook import RunbookCancelled, Step, StepError
 from ha.scenario import Scenario
 from ha.store import Side
-from providers import PowerState, Provider
+from providers import PowerState, Promotable, Provider
 
 Probe = Callable[[Side], Awaitable[dict[str, CheckResult]]]
 ProposalOf = Callable[[str], Awaitable[dict[str, Any]]]
@@ -73,7 +75,16 @@ def hook_env(scenario: Scenario, action: str) -> dict[str, str]:
     }
 
 
-def build_steps(kind: str, parts: Parts, *, force: bool = False, runbook: str = "") -> list[Step]:
+def build_steps(
+    kind: str,
+    parts: Parts,
+    *,
+    force: bool = False,
+    runbook: str = "",
+    force_promotion: bool = False,
+) -> list[Step]:
+    """``force``: fail over even though production still answers; ``force_promotion``: promote
+    a database standby even above its lag bound (accepting the loss the journal records)."""
     scenario = parts.scenario.config
     pre_hooks = scenario.hooks.pre_failback if kind == "failback" else scenario.hooks.pre_failover
     steps = [_pre_hooks(parts, kind, runbook, pre_hooks)] if pre_hooks else []
@@ -81,32 +92,69 @@ def build_steps(kind: str, parts: Parts, *, force: bool = False, runbook: str = 
         steps += [_confirm_failure(parts, force)]
         if scenario.fence != "off":
             steps.append(_fence(parts, best_effort=scenario.fence == "best_effort"))
-        steps += _take_over(parts, "replica")
+        steps += _take_over(parts, "replica", force_promotion)
     elif kind == "switchover":
         steps += _optional(
             _power_step(parts, "production", "stop_production", on=False, hard=False)
         )
-        steps += _take_over(parts, "replica")
+        steps += _take_over(parts, "replica", force_promotion)
+    elif kind == "failback" and _database_pair(parts):
+        steps += _database_failback(parts, force_promotion)
     elif kind == "failback":
-        steps += _take_over(parts, "production")
+        steps += _take_over(parts, "production", force_promotion)
         if scenario.replica.standby:
             steps += _optional(_power_step(parts, "replica", "stop_replica", on=False, hard=False))
     elif kind in ("recover-production", "recover-replica"):
         keep: Side = "production" if kind == "recover-production" else "replica"
         other: Side = "replica" if keep == "production" else "production"
         steps += _optional(_power_step(parts, other, f"fence_{other}", on=False, hard=True))
-        steps += _take_over(parts, keep)
+        steps += _take_over(parts, keep, force_promotion)
     else:
         raise ValueError(f"unknown runbook kind {kind!r}")
     return steps
+
+
+def _database_pair(parts: Parts) -> bool:
+    production = parts.machine("production")
+    return production is not None and isinstance(production[0], Promotable)
+
+
+def _database_failback(parts: Parts, force_promotion: bool) -> list[Step]:
+    """Lossless, never two primaries: production rebuilt as a standby of the replica and caught
+    up, the replica drained (stops writes, production replays its last position), production
+    promoted, users redirected, then the replica rebuilt as production's standby."""
+    production, replica = parts.machine("production"), parts.machine("replica")
+    assert production is not None
+    assert replica is not None
+    steps = [
+        _rebuild(production, replica[1], "rebuild_production"),
+        _power(parts, "replica", "drain_replica", on=False, hard=False),
+    ]
+    steps += _take_over(parts, "production", force_promotion)
+    steps.append(_rebuild(replica, production[1], "rebuild_replica"))
+    return steps
+
+
+def _rebuild(machine: tuple[Provider, str], primary: str, name: str) -> Step:
+    provider, instance = machine
+    assert isinstance(provider, Promotable)
+
+    async def action() -> str:
+        return await provider.rebuild(instance, primary)
+
+    plan = f"rebuild {instance} as a standby of {primary} via {provider.name}; wait until caught up"
+    return Step(name, plan, action, retries=0)
 
 
 def _optional(step: Step | None) -> list[Step]:
     return [step] if step is not None else []
 
 
-def _take_over(parts: Parts, side: Side) -> list[Step]:
-    steps = _optional(_power_step(parts, side, f"activate_{side}", on=True, hard=False))
+def _take_over(parts: Parts, side: Side, force_promotion: bool = False) -> list[Step]:
+    activate = _power_step(
+        parts, side, f"activate_{side}", on=True, hard=False, force=force_promotion
+    )
+    steps = _optional(activate)
     steps.append(_wait_healthy(parts, side))
     steps.append(_redirect(parts, side))
     steps.append(_verify(parts, side))
@@ -145,27 +193,42 @@ def _confirm_failure(parts: Parts, force: bool) -> Step:
     )
 
 
-def _power_step(parts: Parts, side: Side, name: str, *, on: bool, hard: bool) -> Step | None:
+def _power_step(
+    parts: Parts, side: Side, name: str, *, on: bool, hard: bool, force: bool = False
+) -> Step | None:
     if parts.machine(side) is None:
         return None
-    return _power(parts, side, name, on=on, hard=hard)
+    return _power(parts, side, name, on=on, hard=hard, force=force)
 
 
-def _power(parts: Parts, side: Side, name: str, *, on: bool, hard: bool) -> Step:
+def _power(
+    parts: Parts, side: Side, name: str, *, on: bool, hard: bool, force: bool = False
+) -> Step:
     target = parts.machine(side)
     assert target is not None
     provider, machine = target
     want = PowerState.ON if on else PowerState.OFF
     verb = "power on" if on else ("power off (hard)" if hard else "shut down")
+    if on and isinstance(provider, Promotable):
+        verb = "promote" + (" (forced past the lag bound)" if force else "")
 
     async def action() -> str:
-        if on:
+        lag: dict[str, Any] = {}
+        if on and isinstance(provider, Promotable):
+            lag = await provider.promote(machine, force=force)
+        elif on:
             await provider.power_on(machine)
         else:
             await provider.power_off(machine, hard=hard)
         state = await provider.power_state(machine)
         if state != want:
             raise StepError(f"{machine} is {state} after {verb}, expected {want}")
+        if lag:  # what may be lost: the journal keeps it
+            forced = " (FORCED past the bound)" if lag.get("forced") else ""
+            return (
+                f"{machine} is {state}; lag at promotion: {lag.get('bytes')} bytes,"
+                f" {lag.get('seconds')}s{forced}"
+            )
         return f"{machine} is {state}"
 
     return Step(name, f"{provider.describe(verb, machine)}; verify it is {want}", action)

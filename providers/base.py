@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 from abc import ABC, abstractmethod
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -84,3 +84,18 @@ class Provider(ABC):
 
     async def close(self) -> None:
         """Release sessions and connections. Idempotent."""
+
+
+@runtime_checkable
+class Promotable(Protocol):
+    """A provider of database roles (PostgreSQL, MariaDB): activating a standby promotes it."""
+
+    async def promote(self, machine: str, *, force: bool = False) -> dict[str, Any]:
+        """Promote a standby; refuse (NotSupported) above the lag bound unless forced.
+        Returns the lag at promotion (``bytes``, ``seconds``, ``forced``)."""
+
+    async def replication_lag(self, machine: str) -> dict[str, Any]:
+        """How far a standby is behind its primary."""
+
+    async def rebuild(self, machine: str, primary: str) -> str:
+        """Turn a former primary into a caught-up standby of ``primary``."""
