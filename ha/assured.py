@@ -191,7 +191,35 @@ class RecoveryTest:
         await self._journal(
             kind, message, timings=self.timings, machine=self.machine, kept_snapshot=kept, **data
         )
+        if kept is not None:
+            await self._prune_kept()
         log.info("assured recovery test ended", scenario=self.scenario, result=kind, detail=message)
+
+    async def _prune_kept(self) -> None:
+        """Keep the newest ``keep_snapshots`` known-good snapshots; delete the older ones."""
+        events = await self.store.events(
+            scenario=self.scenario, kinds=("ar_passed", "ar_snapshot_deleted"), limit=10**9
+        )
+        deleted = {e.data.get("snapshot") for e in events if e.kind == "ar_snapshot_deleted"}
+        kept = [
+            e.data["kept_snapshot"]
+            for e in events
+            if e.kind == "ar_passed" and e.data.get("kept_snapshot") not in (None, *deleted)
+        ]
+        for snapshot in kept[: -self.config.keep_snapshots]:
+            try:
+                await self.provider.delete_snapshot(self.machine, snapshot)
+            except Exception as exc:
+                log.warning(
+                    "old known-good snapshot not deleted", snapshot=snapshot, error=str(exc)
+                )
+                continue
+            await self._journal(
+                "ar_snapshot_deleted",
+                f"known-good snapshot {snapshot} deleted (keeping the last "
+                f"{self.config.keep_snapshots})",
+                snapshot=snapshot,
+            )
 
 
 async def restore(

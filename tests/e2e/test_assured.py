@@ -183,3 +183,15 @@ def test_schedules_run_and_respect_the_concurrency_limit(site: DaemonRunner) -> 
     assert {e["scenario"] for e in site.journal() if e["kind"] == "ar_passed"} == {"a", "b"}
     assert all("schedule" in e["message"] for e in site.journal() if e["kind"] == "ar_started")
     assert snapshots(site) == []
+
+
+def test_passing_snapshots_are_kept_as_known_good_the_last_n(site: DaemonRunner) -> None:
+    write(site, {"lab": files_provider(site)}, scenario(site, "app", "lab", keep_snapshots=1))
+    site.start_daemon()
+    for _ in range(3):
+        done = site.ha("test", "app", "--wait")
+        assert done.returncode == 0, done.stdout + done.stderr
+    kept = [e["data"]["kept_snapshot"] for e in ended(site)]
+    assert snapshots(site) == [f"app-r@{kept[-1]}.snap"]  # the newest known-good one only
+    deleted = [e["data"]["snapshot"] for e in site.journal() if e["kind"] == "ar_snapshot_deleted"]
+    assert deleted == kept[:2]
