@@ -107,8 +107,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def bind_pair(root: Path, records: int) -> Iterator[tuple[int, int, Path]]:
-    """A primary and a secondary serving ZONE with ``records`` A records; stopped by PID after."""
+def bind_pair(
+    root: Path, records: int, address: str = PRODUCTION
+) -> Iterator[tuple[int, int, Path]]:
+    """A primary and a secondary serving ZONE with ``records`` A records (r00000, ...) holding
+    ``address``; stopped by PID after."""
     key_file = root / "bench.key"
     key_file.write_bytes(
         subprocess.run(["/usr/sbin/tsig-keygen", "bench"], capture_output=True, check=True).stdout
@@ -116,7 +119,7 @@ def bind_pair(root: Path, records: int) -> Iterator[tuple[int, int, Path]]:
     ports = {"primary": free_port(), "secondary": free_port()}
     peers = {"primary": ports["secondary"], "secondary": ports["primary"]}
     zone = [f"$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 60\n@ NS ns1\nns1 A {HOST}\n"]
-    zone += [f"r{i:05} A {PRODUCTION}\n" for i in range(records)]
+    zone += [f"r{i:05} A {address}\n" for i in range(records)]
     for role, port in ports.items():
         home = root / role
         home.mkdir()

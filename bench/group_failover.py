@@ -1,0 +1,156 @@
+"""Group failover benchmark: a group of N scenarios in one wave, failed over by the real daemon
+(in this process) with the script provider (fence and activation are commands) and the RFC 2136
+redirector on a real BIND9 primary and secondary.
+
+    .venv/bin/python -m bench.group_failover              # N = 1, 10, 100
+    .venv/bin/python -m bench.group_failover --members 1 50
+
+Each member's servers are 127.0.0.2 (production) and 127.0.0.3 (replica), with a tcp check of a
+listener this benchmark runs on both. The time is from the group command to the group report
+(every member switched: fenced, activated, healthy, redirected and verified at both DNS servers).
+``--no-machines`` leaves out fencing and activation (four provider commands per member), to
+show the orchestration alone. Target: 100 members take under 2 times as long as one. Not a
+test: CI never runs it; everything it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.dns_redirect import QUIET, ZONE, bind_pair, free_port
+from ha.commands import Intent
+from ha.config import parse_config
+from ha.daemon import Daemon
+from ha.logs import configure_logging
+
+PRODUCTION, REPLICA = "127.0.0.2", "127.0.0.3"
+TARGET_RATIO = 2.0
+
+
+def config(
+    members: int, primary: int, secondary: int, key: Path, port: int, root: Path, machines: bool
+) -> Any:
+    names = [f"r{i:05}" for i in range(members)]
+    off = f"{root}/{{machine}}.off"  # a machine is off while this file exists
+    return parse_config(
+        {
+            "state": str(root / "state.db"),
+            "api": {"port": free_port()},
+            "log": {"level": "warning", "format": "json"},
+            "providers": {
+                "lab": {
+                    "type": "script",
+                    "status": ["sh", "-c", f"test -e {off} && echo off || echo on"],
+                    "power_on": ["rm", "-f", off],
+                    "power_off": ["touch", off],
+                }
+            },
+            "dns_servers": {
+                "lab": {"address": "127.0.0.1", "port": primary, "tsig": {"secret_file": str(key)}},
+                "lab2": {"address": "127.0.0.1", "port": secondary},
+            },
+            "scenarios": [
+                {
+                    "name": name,
+                    "production": {"address": PRODUCTION, **machine(name, "p", machines)},
+                    "replica": {"address": REPLICA, **machine(name, "r", machines)},
+                    "checks": [{"kind": "tcp", "port": port, "interval": "2s"}],
+                    "failover": {"mode": "manual"},
+                    "fence": machines,
+                    "split": {"redirect_interval": None},
+                    "redirect": [
+                        {
+                            "dns": {
+                                "server": "lab",
+                                "zone": ZONE,
+                                "name": name,
+                                "ttl": 30,
+                                "verify": {"servers": ["lab", "lab2"], "deadline": "20s"},
+                            }
+                        }
+                    ],
+                }
+                for name in names
+            ],
+            "groups": [{"name": "farm", "scenarios": names}],
+        },
+        root,
+    )
+
+
+def machine(name: str, suffix: str, machines: bool) -> dict[str, Any]:
+    return {"machine": {"provider": "lab", "name": f"{name}-{suffix}"}} if machines else {}
+
+
+async def listen(port: int) -> list[asyncio.Server]:
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    return [await asyncio.start_server(accept, host, port) for host in (PRODUCTION, REPLICA)]
+
+
+async def measure(members: int, machines: bool = True) -> float:
+    with tempfile.TemporaryDirectory(prefix="ha-bench-group-") as tmp:
+        root = Path(tmp)
+        os.chmod(tmp, 0o755)  # named runs as the bind user
+        os.mkdir(root / "bind")
+        with bind_pair(root / "bind", members, PRODUCTION) as (primary, secondary, key):
+            port = free_port()
+            servers = await listen(port)
+            daemon = Daemon(config(members, primary, secondary, key, port, root, machines))
+            await daemon.start()
+            loop = asyncio.create_task(daemon.serve())
+            try:
+                await asyncio.sleep(QUIET + 1)  # checks ran; DNS records read (prepare)
+                started = time.monotonic()
+                intent = Intent(action="failover", scenario="", group="farm", actor="bench")
+                daemon.submit(intent)
+                outcome = await intent.future
+                assert outcome.status == "accepted", outcome.message
+                running = daemon.groups.running.get("farm")
+                if running is not None:
+                    await running[1]
+                elapsed = time.monotonic() - started
+                reasons = {
+                    s.record.reason for s in daemon.scenarios.values() if s.state != "switched"
+                }
+                assert not reasons, reasons
+                return elapsed
+            finally:
+                daemon.request_stop()
+                await loop
+                await daemon.stop()
+                for server in servers:
+                    server.close()
+                    await server.wait_closed()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--members", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument(
+        "--no-machines",
+        action="store_true",
+        help="no provider steps (no fence, no activation): the orchestration alone",
+    )
+    args = parser.parse_args()
+    configure_logging("warning", "json")
+    print(f"{'members':>8} {'seconds':>8} {'vs 1':>6}")
+    first: float | None = None
+    for members in args.members:
+        seconds = asyncio.run(measure(members, machines=not args.no_machines))
+        first = first or seconds
+        print(f"{members:>8} {seconds:>8.3f} {seconds / first:>6.2f}", flush=True)
+    print(f"target: the largest group under {TARGET_RATIO:g}x the time of the first")
+
+
+if __name__ == "__main__":
+    main()
