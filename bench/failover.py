@@ -145,6 +145,7 @@ def soak(lab: Lab, seconds: float, loss: int, spike_ms: float, args: argparse.Na
         time.sleep(0.1)
         if daemon(lab).state()[0] != "running":
             false += 1
+            print(f"  false failover {false} at {time.time() - wall0:.0f}s", flush=True)
             daemon(lab).wait_until(lambda: daemon(lab).state()[0] != "failing_over", 30, "done")
             faults.clear(lab.network, "prod")
             reset(lab)
