@@ -140,23 +140,26 @@ def soak(lab: Lab, seconds: float, loss: int, spike_ms: float, args: argparse.Na
         proxy.start(partial(connects, lab.thread, address, PROXY_PORT))
     configure(lab, args, port=PROXY_PORT)
     faults.lose(lab.network, "prod", PROXY_PORT, loss)
-    wall0, end, false = time.time(), time.monotonic() + seconds, 0
+    wall0, end = time.time(), time.monotonic() + seconds
     while time.monotonic() < end:
         time.sleep(0.1)
-        if daemon(lab).state()[0] != "running":
-            false += 1
-            print(f"  false failover {false} at {time.time() - wall0:.0f}s", flush=True)
-            daemon(lab).wait_until(lambda: daemon(lab).state()[0] != "failing_over", 30, "done")
+        if daemon(lab).state()[0] == "switched":
+            print(f"  false failover at {time.time() - wall0:.0f}s", flush=True)
             faults.clear(lab.network, "prod")
             reset(lab)
             faults.lose(lab.network, "prod", PROXY_PORT, loss)
+    events = journal_since(lab, wall0)
+    moves = [(d["from"], d["to"]) for _, kind, _, d in events if kind == "transition"]
     failed = sum(
-        1 for _, kind, _, data in journal_since(lab, wall0)
+        1 for _, kind, _, data in events
         if kind == "check" and data.get("side") == "production" and not data.get("ok")
     )  # fmt: skip
     print(
         f"soak {seconds:g}s: {loss}% random loss and spikes up to {spike_ms:g} ms on 20% of"
-        f" connections to production: {failed} failed probes, {false} false failovers",
+        f" connections to production: {failed} failed probes; failovers started"
+        f" {moves.count(('running', 'failing_over'))}, cancelled by confirm_failure"
+        f" {moves.count(('failing_over', 'running'))}, completed (false failovers)"
+        f" {moves.count(('failing_over', 'switched'))}",
         flush=True,
     )
 
