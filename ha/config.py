@@ -61,6 +61,15 @@ else:
     ProviderSpec = _tagged_union([cls.Config for cls in provider_types().values()], "type")
 
 
+def _sqlite_only(value: object) -> object:
+    if isinstance(value, str) and value.startswith("etcd://"):
+        raise ValueError(
+            "the daemon runs on a SQLite file for now; the etcd store (ha/store/etcd.py) is not "
+            "wired into it yet"
+        )
+    return value
+
+
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     if base is not None and not value.is_absolute():
@@ -281,7 +290,7 @@ class LogConfig(Model):
 
 
 class Config(Model):
-    state: ConfigPath = Field(
+    state: Annotated[ConfigPath, BeforeValidator(_sqlite_only)] = Field(
         Path("ha-state.db"), description="SQLite file of state and journal", validate_default=True
     )
     api: ApiConfig = Field(default_factory=ApiConfig)

@@ -228,3 +228,9 @@ def test_group_members_must_exist_once(tmp_path: Path) -> None:
         ("groups[1].scenarios[0]", "'web' is in group 'farm' too"),
         ("groups[1].scenarios[1]", "no scenario named 'nope'"),
     ]
+
+
+def test_an_etcd_state_is_refused_clearly_until_the_daemon_runs_on_it(tmp_path: Path) -> None:
+    errors = errors_of(tmp_path, "state: etcd://127.0.0.1:2379\n")
+    assert errors[0][0] == "state"
+    assert "not wired into it yet" in errors[0][1]
