@@ -84,20 +84,17 @@ class Daemon:
         await self.store.open()
         await self.autopilot.restore()
         records = await self.store.scenarios()
+        new: list[tuple[ScenarioRecord, JournalEvent]] = []
         for config in self.config.scenarios:
             record = records.get(config.name)
             scenario = Scenario(
                 config, record or ScenarioRecord(config.name, config.start), self.store
             )
             if record is None:
-                await self.store.transition(
-                    scenario.record,
-                    JournalEvent(
-                        kind="registered",
-                        scenario=config.name,
-                        message=f"new scenario, {config.start}",
-                    ),
+                event = JournalEvent(
+                    kind="registered", scenario=config.name, message=f"new scenario, {config.start}"
                 )
+                new.append((scenario.record, event))
             self.machine.add_model(scenario, initial=scenario.record.state)
             scenario.on_transition = self._after_transition
             self.scenarios[config.name] = scenario
@@ -111,6 +108,7 @@ class Daemon:
             )
             if scenario.state != "stopped":
                 self.monitor.watch(config.name, self.checks[config.name])
+        await self.store.transitions(new)  # new scenarios: one durable write for all
         await self.tests.restore(time.time())  # undo interrupted tests before any runbook acts
         self._prepare(s for s in self.scenarios.values() if s.state == "running")
         for scenario in self.scenarios.values():

@@ -40,3 +40,16 @@ async def test_the_file_is_in_wal_mode(tmp_path: Path) -> None:
     async with store.db.execute("pragma journal_mode") as cursor:
         assert await cursor.fetchone() == ("wal",)
     await store.close()
+
+
+async def test_many_transitions_are_one_write(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    await store.open()
+    changes = [
+        (ScenarioRecord(f"s{i}", "running"), JournalEvent(kind="registered", scenario=f"s{i}"))
+        for i in range(2000)
+    ]
+    await store.transitions(changes)
+    assert len(await store.scenarios()) == 2000
+    assert [e.scenario for e in await store.events(limit=3)] == ["s0", "s1", "s2"]
+    await store.close()

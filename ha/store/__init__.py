@@ -82,6 +82,11 @@ class Store(ABC):
     async def transition(self, record: ScenarioRecord, event: JournalEvent) -> JournalEvent:
         """Atomically save ``record`` as the scenario's state and append ``event``."""
 
+    async def transitions(self, changes: list[tuple[ScenarioRecord, JournalEvent]]) -> None:
+        """Many ``transition`` calls; a backend may make them one atomic, durable write."""
+        for record, event in changes:
+            await self.transition(record, event)
+
     @abstractmethod
     async def scenarios(self) -> dict[str, ScenarioRecord]:
         """Every saved scenario record by name."""

@@ -105,30 +105,44 @@ class SqliteStore(Store):
             raise StoreError(f"cannot append to the journal: {exc}") from exc
         return saved
 
+    async def _save(self, record: ScenarioRecord) -> None:
+        await self.db.execute(
+            "insert or replace into scenarios (name, state, active, paused, runbook,"
+            " runbook_kind, reason, last_switch_at, updated_at)"
+            " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.name,
+                record.state,
+                record.active,
+                int(record.paused),
+                record.runbook,
+                record.runbook_kind,
+                record.reason,
+                record.last_switch_at,
+                record.updated_at,
+            ),
+        )
+
     async def transition(self, record: ScenarioRecord, event: JournalEvent) -> JournalEvent:
         try:
-            await self.db.execute(
-                "insert or replace into scenarios (name, state, active, paused, runbook,"
-                " runbook_kind, reason, last_switch_at, updated_at)"
-                " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.name,
-                    record.state,
-                    record.active,
-                    int(record.paused),
-                    record.runbook,
-                    record.runbook_kind,
-                    record.reason,
-                    record.last_switch_at,
-                    record.updated_at,
-                ),
-            )
+            await self._save(record)
             saved = await self._insert(event)
             await self.db.commit()
         except sqlite3.Error as exc:
             await self._rollback()
             raise StoreError(f"cannot save the state of {record.name}: {exc}") from exc
         return saved
+
+    async def transitions(self, changes: list[tuple[ScenarioRecord, JournalEvent]]) -> None:
+        """All of them in one transaction: one durable commit, not one per scenario."""
+        try:
+            for record, event in changes:
+                await self._save(record)
+                await self._insert(event)
+            await self.db.commit()
+        except sqlite3.Error as exc:
+            await self._rollback()
+            raise StoreError(f"cannot save the state of {len(changes)} scenarios: {exc}") from exc
 
     async def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
