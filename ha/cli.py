@@ -5,15 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ha.cli_common import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, _config_path, _load
+from ha.cli_tools import (
+    cmd_demo,
+    cmd_diagram,
+    cmd_discover,
+    cmd_dns,
+    cmd_play,
+    cmd_reports,
+    cmd_schema,
+    cmd_token,
+    cmd_vm,
+)
 from ha.client import ApiClient, ApiError, ApiUnavailable, Verdict, group_ended, runbook_ended
-from ha.config import Config, load_config
-from ha.errors import ConfigError, HAError, RequestError
+from ha.config import load_config
+from ha.errors import ConfigError, HAError
 from ha.format import (
     AR_RESULTS,
     event_line,
@@ -25,7 +36,6 @@ from ha.format import (
 )
 from ha.logs import configure_logging
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 PUSH_BUTTONS = {
     "run": "start protecting a scenario (checks on, automatic failover as configured)",
     "stop": "stop protecting a scenario (checks off, no action)",
@@ -38,14 +48,6 @@ PUSH_BUTTONS = {
     "recover": "split or blocked: keep one side active, fence the other, redirect, verify",
     "test": "Assured Recovery: rehearse recovery on the replica now, without touching production",
 }
-
-
-def _config_path(args: argparse.Namespace) -> Path:
-    return Path(args.config or os.environ.get("HA_CONFIG") or "ha.yaml")
-
-
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(_config_path(args))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -145,39 +147,6 @@ def _journal(client: ApiClient, after: int, query: str) -> Iterator[dict[str, An
         after = found["events"][-1]["id"]
 
 
-def cmd_reports(args: argparse.Namespace) -> int:
-    from urllib.parse import urlencode
-
-    filters = {
-        "report": "tests" if args.tests else "journal",
-        "format": args.format,
-        "scenario": args.scenario,
-        "group": args.group,
-        "since": args.since,
-        "until": args.until,
-    }
-    query = urlencode({key: value for key, value in filters.items() if value})
-    answer = ApiClient(_load(args)).request("GET", f"/v1/reports?{query}", timeout=120)
-    text = answer if isinstance(answer, str) else json.dumps(answer, indent=2) + "\n"
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
-
-
-def cmd_token(args: argparse.Namespace) -> int:
-    from ha.token import new_token, token_digest
-
-    token = new_token()
-    print(token)
-    print(
-        "# api.tokens entry (the daemon keeps only the hash): "
-        f"{{name: {args.name}, role: {args.role}, sha256: {token_digest(token)}}}"
-    )
-    return EXIT_OK
-
-
 def cmd_group(args: argparse.Namespace) -> int:
     client = ApiClient(_load(args))
     body: dict[str, object] = {"dry_run": args.dry_run}
@@ -202,29 +171,6 @@ def cmd_group(args: argparse.Namespace) -> int:
     return EXIT_OK if client.follow(answer["command"], "", verdict) else EXIT_FAILED
 
 
-def cmd_play(args: argparse.Namespace) -> int:
-    from ha.playbook.model import load_playbook
-    from ha.playbook.run import Runner
-
-    playbook = load_playbook(args.file)
-    extra = dict(item.split("=", 1) for item in args.extra)
-    runner = Runner(
-        ApiClient(_load(args)),
-        check=args.check,
-        yes=args.yes,
-        say=lambda line: print(line, flush=True),
-        ask=_confirm,
-    )
-    return EXIT_OK if runner.run(playbook, extra) else EXIT_FAILED
-
-
-def _confirm(prompt: str) -> bool:
-    if not sys.stdin.isatty():
-        print(f"  {prompt} cannot ask: no terminal (use --yes)", flush=True)
-        return False
-    return input(f"  {prompt} [y/N] ").strip().lower() in ("y", "yes")
-
-
 def cmd_proposals(args: argparse.Namespace) -> int:
     query = f"?scenario={args.name}" if args.name else ""
     data = ApiClient(_load(args)).request("GET", f"/v1/proposals{query}")
@@ -236,64 +182,6 @@ def cmd_rearm(args: argparse.Namespace) -> int:
     answer = ApiClient(_load(args)).request("POST", "/v1/rearm", {})
     print(f"accepted: {answer['message']}")
     return EXIT_OK
-
-
-def cmd_vm(args: argparse.Namespace) -> int:
-    from ha.machines import vm_command
-
-    return asyncio.run(vm_command(_load(args), args))
-
-
-def cmd_discover(args: argparse.Namespace) -> int:
-    import yaml
-
-    from ha.machines import discover_command
-
-    tags = dict(item.split("=", 1) if "=" in item else (item, "*") for item in args.tag)
-    drafts = asyncio.run(discover_command(_load(args), args.provider, args.host, tags))
-    print(yaml.safe_dump(drafts, sort_keys=False), end="")
-    return EXIT_OK
-
-
-def cmd_dns(args: argparse.Namespace) -> int:
-    from ha.redirect import Target
-    from ha.redirect.dns import show
-
-    config = _load(args)
-    scenario = next((s for s in config.scenarios if s.name == args.name), None)
-    if scenario is None:
-        raise RequestError(f"no scenario named {args.name!r}")
-    target = Target(scenario.name, scenario.production.address, scenario.replica.address)
-    entries = [e.dns for e in scenario.redirect if e.dns is not None]
-
-    async def lines() -> list[str]:
-        found: list[str] = []
-        for entry in entries:
-            found += await show(target, entry, config.dns_servers)
-        return found
-
-    print("\n".join(asyncio.run(lines())) or f"{args.name}: no dns redirection configured")
-    return EXIT_OK
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    from ha.config import Config
-
-    print(json.dumps(Config.model_json_schema(), indent=2))
-    return EXIT_OK
-
-
-def cmd_diagram(args: argparse.Namespace) -> int:
-    from ha.machine import diagram
-
-    print(diagram())
-    return EXIT_OK
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from ha.demo import run_demo
-
-    return run_demo(Path(args.dir))
 
 
 def build_parser() -> argparse.ArgumentParser:
