@@ -34,9 +34,12 @@ def test_a_failover_seen_in_the_metrics(tmp_path: Path) -> None:
         fleet.write_config()
         fleet.start_daemon()
         fleet.wait_until(
-            lambda: fleet.call("GET", "/v1/scenarios/s1").json()["replica"]["checks"][0]["ok"],
+            lambda: all(
+                fleet.call("GET", "/v1/scenarios/s1").json()[side]["checks"][0]["ok"]
+                for side in ("production", "replica")
+            ),
             5,
-            "the replica probed",
+            "both sides probed and passing",
         )
         fleet.kill("s1")
         fleet.wait_state("switched", name="s1")
