@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ha.duration import Duration
 
@@ -40,9 +40,26 @@ class CheckConfig(BaseModel):
     name: str | None = Field(None, description="label in status and events; defaults to the kind")
     interval: Duration = Field(1.0, gt=0, description="time between two probes")
     timeout: Duration = Field(1.0, gt=0, description="a probe that takes longer has failed")
+    follow_up: Duration | None = Field(
+        None,
+        gt=0,
+        description=(
+            "while in doubt (the last probe failed, or one is still unanswered this long), start"
+            " the next probe this soon after the previous one, without waiting for it to end;"
+            " a blip is then tolerated for timeout + (failures - 1) x follow_up"
+        ),
+    )
     side: Literal["both", "production", "replica"] = Field(
         "both", description="which servers of the scenario this check probes"
     )
+
+    @field_validator("follow_up")
+    @classmethod
+    def _follow_up_within_interval(cls, value: float | None, info: ValidationInfo) -> float | None:
+        interval = info.data.get("interval")
+        if value is not None and interval is not None and value > interval:
+            raise ValueError(f"must not exceed interval ({interval:g}s), got {value:g}s")
+        return value
 
     @property
     def label(self) -> str:
