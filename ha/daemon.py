@@ -26,6 +26,7 @@ from ha.errors import ActionError
 from ha.groups import GroupCommand, GroupRunner
 from ha.hooks import Background, HookConfig
 from ha.intents import apply_intent, journal_group_start
+from ha.lanes import intent_lane, side_by_side
 from ha.machine import RUNBOOK_STATES, build_machine
 from ha.machines import protected_by
 from ha.monitor import Monitor
@@ -160,10 +161,12 @@ class Daemon:
     # One cycle.
 
     async def cycle(self) -> None:
-        while self.reports:
-            await self._apply_report(*self.reports.popleft())
+        while self.reports:  # scenarios side by side: their journal writes share commits
+            reports = [self.reports.popleft() for _ in range(len(self.reports))]
+            await side_by_side(reports, lambda r: r[0], lambda r: self._apply_report(*r))
         while not self.intents.empty():
-            await apply_intent(self, self.intents.get_nowait())
+            intents = [self.intents.get_nowait() for _ in range(self.intents.qsize())]
+            await side_by_side(intents, intent_lane, lambda i: apply_intent(self, i))
         now = time.time()
         for scenario in self.scenarios.values():
             await self._evaluate(scenario, now)
