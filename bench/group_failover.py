@@ -34,23 +34,22 @@ TARGET_RATIO = 2.0
 
 
 def config(
-    members: int, primary: int, secondary: int, key: Path, port: int, root: Path, machines: bool
+    members: int,
+    primary: int,
+    secondary: int,
+    key: Path,
+    port: int,
+    root: Path,
+    machines: bool,
+    batched: bool = True,
 ) -> Any:
     names = [f"r{i:05}" for i in range(members)]
-    off = f"{root}/{{machine}}.off"  # a machine is off while this file exists
     return parse_config(
         {
             "state": str(root / "state.db"),
             "api": {"port": free_port()},
             "log": {"level": "warning", "format": "json"},
-            "providers": {
-                "lab": {
-                    "type": "script",
-                    "status": ["sh", "-c", f"test -e {off} && echo off || echo on"],
-                    "power_on": ["rm", "-f", off],
-                    "power_off": ["touch", off],
-                }
-            },
+            "providers": {"lab": provider(root, batched)},
             "dns_servers": {
                 "lab": {"address": "127.0.0.1", "port": primary, "tsig": {"secret_file": str(key)}},
                 "lab2": {"address": "127.0.0.1", "port": secondary},
@@ -84,6 +83,34 @@ def config(
     )
 
 
+def provider(root: Path, batched: bool) -> dict[str, Any]:
+    """The script provider: a machine is off while the file ``NAME.off`` exists. Batched, each
+    command takes every machine queued meanwhile ({machines}); else one command per machine."""
+    if not batched:
+        off = f"{root}/{{machine}}.off"
+        return {
+            "type": "script",
+            "status": ["sh", "-c", f"test -e {off} && echo off || echo on"],
+            "power_on": ["rm", "-f", off],
+            "power_off": ["touch", off],
+        }
+    each = 'cd "$0" && for m; do '  # shell builtins and one rm: one or two processes
+    status = each + 'if test -e "$m.off"; then echo "$m off"; else echo "$m on"; fi; done'
+    power_on = each + 'shift; set -- "$@" "$m.off"; done; rm -f -- "$@"'
+    power_off = each + ': > "$m.off"; done'
+    return {
+        "type": "script",
+        **{
+            name: ["sh", "-c", script, str(root), "{machines}"]
+            for name, script in (
+                ("status", status),
+                ("power_on", power_on),
+                ("power_off", power_off),
+            )
+        },
+    }
+
+
 def machine(name: str, suffix: str, machines: bool) -> dict[str, Any]:
     return {"machine": {"provider": "lab", "name": f"{name}-{suffix}"}} if machines else {}
 
@@ -95,7 +122,7 @@ async def listen(port: int) -> list[asyncio.Server]:
     return [await asyncio.start_server(accept, host, port) for host in (PRODUCTION, REPLICA)]
 
 
-async def measure(members: int, machines: bool = True) -> float:
+async def measure(members: int, machines: bool = True, batched: bool = True) -> float:
     with tempfile.TemporaryDirectory(prefix="ha-bench-group-") as tmp:
         root = Path(tmp)
         os.chmod(tmp, 0o755)  # named runs as the bind user
@@ -103,7 +130,7 @@ async def measure(members: int, machines: bool = True) -> float:
         with bind_pair(root / "bind", members, PRODUCTION) as (primary, secondary, key):
             port = free_port()
             servers = await listen(port)
-            daemon = Daemon(config(members, primary, secondary, key, port, root, machines))
+            daemon = Daemon(config(members, primary, secondary, key, port, root, machines, batched))
             await daemon.start()
             loop = asyncio.create_task(daemon.serve())
             try:
@@ -141,12 +168,19 @@ def main() -> None:
         action="store_true",
         help="no provider steps (no fence, no activation): the orchestration alone",
     )
+    parser.add_argument(
+        "--one-by-one",
+        action="store_true",
+        help="one provider command per machine (no {machines}): four processes per member",
+    )
     args = parser.parse_args()
     configure_logging("warning", "json")
     print(f"{'members':>8} {'seconds':>8} {'vs 1':>6}")
     first: float | None = None
     for members in args.members:
-        seconds = asyncio.run(measure(members, machines=not args.no_machines))
+        seconds = asyncio.run(
+            measure(members, machines=not args.no_machines, batched=not args.one_by_one)
+        )
         first = first or seconds
         print(f"{members:>8} {seconds:>8.3f} {seconds / first:>6.2f}", flush=True)
     print(f"target: the largest group under {TARGET_RATIO:g}x the time of the first")

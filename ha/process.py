@@ -24,7 +24,7 @@ Command = str | list[str]
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     returncode: int | None  # None when it was killed for its timeout
-    output: str  # stdout and stderr interleaved, the last OUTPUT_LIMIT bytes
+    output: str  # stdout and stderr interleaved, the last output_limit bytes
     timed_out: bool
 
     @property
@@ -63,12 +63,14 @@ async def run_command(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     stdin: bytes | None = None,
+    output_limit: int = OUTPUT_LIMIT,
 ) -> CommandResult:
     """Run argv with the given extra environment; never raises for the command's own failure.
 
     Output goes to a temporary file, not a pipe, so that a child that outlives the command (and
     keeps its stdout) cannot hold us past the command's own exit or its timeout.
     ``stdin`` is written to the command's standard input from a temporary file as well.
+    Only the last ``output_limit`` bytes of output are kept.
     Raises OSError only when the program cannot be started at all (not found, not executable).
     """
     full_env = dict(os.environ)
@@ -98,7 +100,7 @@ async def run_command(
                 _kill_group(proc.pid)
                 await proc.wait()
         size = output.seek(0, os.SEEK_END)
-        output.seek(max(0, size - OUTPUT_LIMIT))
+        output.seek(max(0, size - output_limit))
         text = output.read().decode("utf-8", "replace")
     return CommandResult(
         returncode=None if timed_out else proc.returncode, output=text, timed_out=timed_out
