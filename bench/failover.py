@@ -170,7 +170,11 @@ def configure(lab: Lab, args: argparse.Namespace, port: int = HTTP_PORT) -> None
     for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         path.unlink(missing_ok=True)
     lab.write_config(
-        interval=args.interval, timeout=args.timeout, failures=args.failures, port=port
+        interval=args.interval,
+        timeout=args.timeout,
+        failures=args.failures,
+        follow_up=args.follow_up or None,
+        port=port,
     )
     daemon(lab).start_daemon()
     time.sleep(QUIET)
@@ -186,12 +190,16 @@ def main() -> None:
     parser.add_argument("--spike-ms", type=float, default=150, help="latency spikes (soak)")
     parser.add_argument("--interval", default="100ms", help="check interval")
     parser.add_argument("--timeout", default="200ms", help="check timeout")
-    parser.add_argument("--failures", type=int, default=2, help="failed probes before down")
+    parser.add_argument("--failures", type=int, default=4, help="failed probes before down")
+    parser.add_argument(
+        "--follow-up", default="25ms", help="probe spacing while in doubt ('': the interval)"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
     print(
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; http check every {args.interval},"
-        f" timeout {args.timeout}, down after {args.failures} failures; fence, DNS redirect"
+        f" timeout {args.timeout}, follow-ups every {args.follow_up or args.interval} in doubt,"
+        f" down after {args.failures} failures; fence, DNS redirect"
         " (2 BIND servers), verify",
         flush=True,
     )

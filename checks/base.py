@@ -46,7 +46,7 @@ class CheckConfig(BaseModel):
         description=(
             "while in doubt (the last probe failed, or one is still unanswered this long), start"
             " the next probe this soon after the previous one, without waiting for it to end;"
-            " a blip is then tolerated for timeout + (failures - 1) x follow_up"
+            " failures in a row then span (failures - 1) x follow_up: a shorter blip is tolerated"
         ),
     )
     side: Literal["both", "production", "replica"] = Field(

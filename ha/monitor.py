@@ -4,6 +4,13 @@ No task per check sits waiting: each check has a timer (``loop.call_at``); when 
 runs the probe, hands the result on and sets the next timer. Start times are spread at random over
 the first interval and each next time gets a little jitter, so checks never fire in lockstep.
 Scheduling lag (how late a probe started against its due time) is counted for the benchmark.
+
+A check with ``follow_up`` is probed faster while it is in doubt: when its newest result failed,
+or when a probe is still unanswered ``follow_up`` after it started (a hung server or a cut link
+answers nothing until the timeout), the next probe starts ``follow_up`` after the previous one,
+without waiting for it to end. Several probes may then be in flight; results are handed on in the
+order they arrive, except that a result arriving after that of a probe started later is dropped,
+so that the detector counts failures in a row as the probes saw them.
 """
 
 from __future__ import annotations
@@ -26,16 +33,32 @@ ResultHandler = Callable[[str, Side, str, CheckResult], Awaitable[None]]
 
 
 class _Job:
-    __slots__ = ("check", "due", "handle", "label", "scenario", "side", "task")
+    __slots__ = (
+        "check",
+        "checkpoint",
+        "doubt",
+        "due",
+        "handle",
+        "label",
+        "newest",
+        "scenario",
+        "side",
+        "started",
+        "tasks",
+    )
 
     def __init__(self, scenario: str, side: Side, label: str, check: Check) -> None:
         self.scenario = scenario
         self.side = side
         self.label = label
         self.check = check
-        self.due = 0.0
+        self.due = 0.0  # when the timer is set to fire
         self.handle: asyncio.TimerHandle | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()  # probes in flight
+        self.started = 0.0  # when the latest probe started
+        self.newest = 0.0  # when the probe of the latest result handed on started
+        self.doubt = False  # the latest result handed on failed
+        self.checkpoint = False  # the timer looks for doubt, rather than starting a probe
 
 
 @dataclass
@@ -71,12 +94,12 @@ class Monitor:
             self._schedule(job, random.uniform(0, job.check.config.interval))
 
     def unwatch(self, scenario: str) -> None:
-        """Stop probing a scenario. Idempotent; a probe in flight is cancelled."""
+        """Stop probing a scenario. Idempotent; probes in flight are cancelled."""
         for job in self.jobs.pop(scenario, []):
             if job.handle is not None:
                 job.handle.cancel()
-            if job.task is not None:
-                job.task.cancel()
+            for task in list(job.tasks):
+                task.cancel()
 
     def close(self) -> None:
         for scenario in list(self.jobs):
@@ -88,17 +111,33 @@ class Monitor:
 
     def _fire(self, job: _Job) -> None:
         job.handle = None
+        config = job.check.config
+        if job.checkpoint and not job.doubt and not job.tasks:
+            job.checkpoint = False  # all answered and well: back to the regular interval
+            next_due = job.started + config.interval * (1 + random.uniform(-JITTER, JITTER))
+            self._schedule(job, max(0.0, next_due - self._loop.time()))
+            return
         self.lag.add(self._loop.time() - job.due)
-        job.task = self._loop.create_task(self._probe(job))
+        job.started = self._loop.time()
+        task = self._loop.create_task(self._probe(job, job.started))
+        job.tasks.add(task)
+        task.add_done_callback(job.tasks.discard)
+        if config.follow_up is not None:
+            job.checkpoint = True
+            self._schedule(job, min(config.follow_up, config.interval))
 
-    async def _probe(self, job: _Job) -> None:
+    async def _probe(self, job: _Job, started: float) -> None:
         result = await job.check.probe()
-        job.task = None
         if job not in self.jobs.get(job.scenario, ()):
             return
-        interval = job.check.config.interval
-        next_due = job.due + interval * (1 + random.uniform(-JITTER, JITTER))
-        self._schedule(job, max(0.0, next_due - self._loop.time()))
+        if job.check.config.follow_up is None:
+            interval = job.check.config.interval
+            next_due = job.due + interval * (1 + random.uniform(-JITTER, JITTER))
+            self._schedule(job, max(0.0, next_due - self._loop.time()))
+        if started < job.newest:
+            return  # overtaken: a probe started later has answered already
+        job.newest = started
+        job.doubt = not result.ok
         try:
             await self.on_result(job.scenario, job.side, job.label, result)
         except Exception:

@@ -176,6 +176,10 @@ def _confirm_failure(parts: Parts, force: bool) -> Step:
     policy = parts.scenario.config.failover
 
     async def action() -> str:
+        latest = _latest_failures(parts)
+        if latest is not None:
+            age = format_duration(time.time() - max(r.at for r in latest.values()))
+            return f"production failed its latest probes ({age} ago): {summary(latest)}"
         results = await parts.probe("production")
         failed = [label for label, r in results.items() if not r.ok]
         dead = len(failed) == len(results) if policy.require == "all" else bool(failed)
@@ -189,8 +193,29 @@ def _confirm_failure(parts: Parts, force: bool) -> Step:
         )
 
     return Step(
-        "confirm_failure", "probe production once more; cancel if it answers", action, retries=0
+        "confirm_failure",
+        "production's latest probes, or one more if they are older than a probe spacing;"
+        " cancel if it answers",
+        action,
+        retries=0,
     )
+
+
+def _latest_failures(parts: Parts) -> dict[str, CheckResult] | None:
+    """The monitor's latest results of production when they show it dead and none is older than
+    its check's probe spacing (``follow_up`` or ``interval``): a probe now would tell no more,
+    and a hung server would take a whole timeout to tell it."""
+    now = time.time()
+    policy = parts.scenario.config.failover
+    checks = parts.scenario.detectors["production"].checks
+    failed = {}
+    for label, state in checks.items():
+        config = parts.scenario.labels[label]
+        spacing = config.follow_up or config.interval
+        if state.last is not None and not state.last.ok and now - state.last.at <= spacing:
+            failed[label] = state.last
+    dead = len(failed) == len(checks) if policy.require == "all" else bool(failed)
+    return failed if checks and dead else None
 
 
 def _power_step(

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,12 +75,43 @@ def test_dead_production_fails_over_once_and_dns_answers_the_replica(lab: Lab, f
     assert lab.fetch(PRODUCTION) is None  # fenced: production serves no one
 
 
-def test_a_blip_shorter_than_the_threshold_does_not_fail_over(lab: Lab) -> None:
-    lab.write_config(interval="200ms", timeout="200ms", failures=3)
+def test_hung_production_confirmed_by_follow_ups_fails_over_once(lab: Lab) -> None:
+    lab.write_config(failures=4, follow_up="25ms")
+    daemon(lab).start_daemon()
+    assert lab.fetch(PRODUCTION) == "prod"
+
+    faults.hang(lab.http["prod"])
+    daemon(lab).wait_state("switched", timeout=15)
+    users_reach_the_replica(lab)
+    confirmed = [
+        e["message"]
+        for e in daemon(lab).journal()
+        if e["kind"] == "step_done" and e["step"] == "confirm_failure"
+    ]
+    # the four probes in a row that declared it dead are fresh: no fifth one waits for a timeout
+    assert len(confirmed) == 1
+    assert "production failed its latest probes" in confirmed[0]
+    assert "timed out after 0.2s" in confirmed[0]
+    assert len(failovers(lab)) == 1
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        # longer than one interval (a probe is caught), shorter than 3 timed-out probes (0.6 s)
+        {"interval": "200ms", "timeout": "200ms", "failures": 3},
+        # follow-ups every 100 ms: 5 failures in a row span 0.4 s
+        {"interval": "200ms", "timeout": "200ms", "failures": 5, "follow_up": "100ms"},
+    ],
+    ids=["interval", "follow_up"],
+)
+def test_a_blip_shorter_than_the_threshold_does_not_fail_over(
+    lab: Lab, settings: dict[str, Any]
+) -> None:
+    lab.write_config(**settings)
     daemon(lab).start_daemon()
     failed = daemon(lab).journal
 
-    # longer than one interval (a probe is caught), shorter than 3 timed-out probes (0.6 s)
     faults.drop(lab.network, "prod", HTTP_PORT)
     time.sleep(0.25)
     faults.clear(lab.network, "prod")

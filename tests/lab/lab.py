@@ -130,6 +130,7 @@ class Lab:
         interval: str = "100ms",
         timeout: str = "200ms",
         failures: int = 2,
+        follow_up: str | None = None,
         retries: int = 1,
         port: int = HTTP_PORT,
     ) -> None:
@@ -167,7 +168,13 @@ class Lab:
                     },
                     "replica": {"address": REPLICA},
                     "checks": [
-                        {"kind": "http", "port": port, "interval": interval, "timeout": timeout}
+                        {
+                            "kind": "http",
+                            "port": port,
+                            "interval": interval,
+                            "timeout": timeout,
+                            "follow_up": follow_up,
+                        }
                     ],
                     "failover": {"mode": "automatic", "failures": failures, "hold_down": "0s"},
                     "fence": True,

@@ -1,0 +1,111 @@
+"""The monitor's schedule, with the real http check against a real aiohttp server on loopback: how
+often a calm, a failing and a hung server are probed, and which results reach the detector."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from checks import CheckResult
+from checks.http import HttpCheck
+from ha.monitor import Monitor
+from ha.store import Side
+from tests.servers.web import Reply, WebServer, serve_web
+
+
+@pytest.fixture
+async def web() -> AsyncIterator[WebServer]:
+    async with serve_web() as server:
+        yield server
+
+
+Results = list[CheckResult]
+
+
+@pytest.fixture
+async def watch() -> AsyncIterator[Callable[..., Results]]:
+    """Watches one http check of a server; returns the list its handed-on results go to."""
+    results: Results = []
+    checks: list[HttpCheck] = []
+
+    async def on_result(scenario: str, side: Side, label: str, result: CheckResult) -> None:
+        results.append(result)
+
+    monitor = Monitor(on_result)
+
+    def start(server: WebServer, **settings: Any) -> Results:
+        config = HttpCheck.Config.model_validate({"kind": "http", "port": server.port, **settings})
+        check = HttpCheck(config, server.host)
+        checks.append(check)
+        monitor.watch("s1", [("production", "http", check)])
+        return results
+
+    yield start
+    monitor.close()
+    for check in checks:
+        await check.close()
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    for _ in range(int(timeout / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    assert condition(), what
+
+
+async def test_a_calm_check_is_probed_at_its_interval_even_with_follow_up(
+    web: WebServer, watch: Callable[..., Results]
+) -> None:
+    results = watch(web, interval="200ms", timeout="1s", follow_up="20ms")
+    await asyncio.sleep(1.0)
+
+    assert 3 <= len(web.hosts) <= 7  # every 200 ms, not every 20 ms
+    assert results
+    assert all(r.ok for r in results)
+
+
+async def test_a_hung_server_gets_overlapping_follow_ups(
+    web: WebServer, watch: Callable[..., Results]
+) -> None:
+    results = watch(web, interval="1s", timeout="400ms", follow_up="50ms")
+    await wait_for(lambda: len(results) == 1, 3, "the first probe answered")
+    web.reply = Reply(delay=5.0)  # hung: accepts and never answers within the timeout
+    await wait_for(lambda: len(web.hosts) >= 2, 3, "the next regular probe started")
+    await asyncio.sleep(0.3)
+
+    # Without follow-ups the next probe would wait for this one's timeout and the interval;
+    # with them one starts every 50 ms while none answers.
+    assert len(web.hosts) >= 5
+    await wait_for(lambda: len(results) >= 4, 1, "the hung probes timed out one after another")
+    assert [r.ok for r in results[1:4]] == [False, False, False]
+    assert all(r.detail == "timed out after 0.4s" for r in results[1:4])
+
+
+async def test_without_follow_up_one_probe_at_a_time(
+    web: WebServer, watch: Callable[..., Results]
+) -> None:
+    results = watch(web, interval="100ms", timeout="400ms")
+    await wait_for(lambda: len(results) == 1, 3, "the first probe answered")
+    web.reply = Reply(delay=5.0)
+    seen = len(web.hosts)
+    await asyncio.sleep(0.35)
+
+    assert len(web.hosts) - seen <= 1  # the hung probe is awaited before the next one
+
+
+async def test_a_failure_overtaken_by_a_newer_success_is_dropped(
+    web: WebServer, watch: Callable[..., Results]
+) -> None:
+    web.reply = Reply(delay=5.0)  # the first probe hangs until its timeout ...
+    results = watch(web, interval="1s", timeout="300ms", follow_up="50ms")
+    await wait_for(lambda: len(web.hosts) == 1, 3, "the first probe started")
+    web.reply = Reply()  # ... and the follow-up started 50 ms later answers at once
+    await wait_for(lambda: len(results) >= 1, 1, "the follow-up answered")
+    await asyncio.sleep(0.4)  # past the first probe's timeout
+
+    assert results
+    assert all(r.ok for r in results)  # its late failure never counted
