@@ -24,7 +24,7 @@ from ha.store import JournalEvent, Side, Store
 log = structlog.get_logger("ha.groups")
 
 GROUP_ACTIONS = ("run", "stop", "failover", "switchover", "failback", "recover", "test")
-WAVE_POLL = 0.1
+WAVE_POLL = 0.02  # seconds between two looks at the members of a wave in flight
 
 
 def goal(action: str, active: Side | None) -> str:
@@ -150,8 +150,7 @@ class GroupRunner:
                     command.report[name] = "not started: an earlier wave failed"
                 continue
             await self._journal(command, "group_wave", f"wave {number}: {', '.join(wave)}")
-            results = await asyncio.gather(*(self._member(command, name) for name in wave))
-            failed = not all(results)
+            failed = not await self._wave(command, wave)
         word = "failed" if failed else "done"
         summary = "; ".join(f"{name}: {what}" for name, what in command.report.items())
         await self._journal(
@@ -163,7 +162,28 @@ class GroupRunner:
         )
         log.info("group command ended", group=command.group.name, ok=not failed)
 
-    async def _member(self, command: GroupCommand, name: str) -> bool:
+    async def _wave(self, command: GroupCommand, wave: list[str]) -> bool:
+        """Start every member of the wave, then wait until each reached its goal; False if one
+        did not (the report says why)."""
+        started = await asyncio.gather(*(self._start_member(command, name) for name in wave))
+        ok = all(result is not False for result in started)
+        waiting = [name for name, result in zip(wave, started, strict=True) if result is None]
+        target = goal(command.action, command.active)
+        while waiting:
+            still = []
+            for name in waiting:
+                reached = self._reached(command, name, target)
+                if reached is None:
+                    still.append(name)
+                ok = ok and reached is not False
+            waiting = still
+            if waiting:
+                await asyncio.sleep(WAVE_POLL)
+        return ok
+
+    async def _start_member(self, command: GroupCommand, name: str) -> bool | None:
+        """Hand the member's command to the loop: True when it needs nothing, False when it was
+        refused, None once accepted (then wait for it)."""
         scenario = self.scenarios[name]
         skip = skip_reason(scenario, command.action, command.active)
         if skip is not None:
@@ -182,14 +202,19 @@ class GroupRunner:
         if outcome.status != "accepted":
             command.report[name] = f"refused: {outcome.message}"
             return False
-        target = goal(command.action, command.active)
-        while target and scenario.state != target:
+        return None
+
+    def _reached(self, command: GroupCommand, name: str, target: str) -> bool | None:
+        """True once the member reached ``target``, False if it ended elsewhere (reported),
+        None while it is on its way."""
+        scenario = self.scenarios[name]
+        if target and scenario.state != target:
             if scenario.state == "blocked":
                 command.report[name] = f"blocked: {scenario.record.reason}"
                 return False
             if scenario.state in ("running", "switched") and command.action != "run":
                 command.report[name] = f"ended {scenario.state}: {scenario.record.reason or ''}"
                 return False
-            await asyncio.sleep(WAVE_POLL)
+            return None
         command.report[name] = f"{scenario.state}, {scenario.record.active} active"
         return True
