@@ -19,6 +19,7 @@ import time
 
 import asyncpg
 
+from bench.summary import Figure, add_option, write
 from providers.postgresql import PostgreSQLConfig, PostgreSQLProvider
 from tests.servers.pg_pair import USER, PgPair, pg_pair
 
@@ -73,6 +74,7 @@ async def one_run(pair: PgPair) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    add_option(parser)
     args = parser.parse_args()
     totals, promotes = [], []
     for run in range(args.runs):
@@ -85,6 +87,13 @@ def main() -> None:
         f"median of {args.runs}: SIGKILL -> first write {statistics.median(totals) * 1000:.0f} ms"
         f" (min {min(totals) * 1000:.0f}, max {max(totals) * 1000:.0f});"
         f" in promote {statistics.median(promotes) * 1000:.0f} ms"
+    )
+    write(
+        args.summary,
+        Figure(
+            f"PostgreSQL primary killed -> write on promoted standby (median of {args.runs})",
+            f"{statistics.median(totals) * 1000:.0f} ms",
+        ),
     )
 
 

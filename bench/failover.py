@@ -36,6 +36,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from bench.summary import Figure, add_option, write
 from tests.lab import faults
 from tests.lab.lab import HTTP_PORT, NAME, PRODUCTION, REPLICA, Lab, LabDaemon, running_lab
 from tests.lab.namespaces import LabUnavailable, require_root
@@ -47,6 +48,8 @@ PROXY_PORT = 8081
 PHASES = ("detect", "confirm_failure", "fence_production", "wait_replica_healthy", "redirect",
           "verify")  # fmt: skip
 
+TARGETS = {"kill": 0.30, "hang": 0.45, "cut": 0.45}  # issue 10's medians, in seconds
+FAULT_WORDS = {"kill": "killed", "hang": "hung", "cut": "cut off"}
 FAULTS: dict[str, Callable[[Lab], None]] = {
     "kill": lambda lab: faults.kill(lab.http["prod"]),
     "hang": lambda lab: faults.hang(lab.http["prod"]),
@@ -116,7 +119,7 @@ def measure(lab: Lab, fault: str) -> tuple[float, dict[str, float]]:
     return elapsed, found
 
 
-def failover_table(lab: Lab, runs: int) -> None:
+def failover_table(lab: Lab, runs: int, figures: list[Figure]) -> None:
     print(f"{'fault':6} {'runs':>4} {'median':>7} {'max':>7}   median per phase (s): "
           + " ".join(PHASES))  # fmt: skip
     for fault in FAULTS:
@@ -127,9 +130,24 @@ def failover_table(lab: Lab, runs: int) -> None:
         )
         median, worst = statistics.median(totals), max(totals)
         print(f"{fault:6} {runs:>4} {median:7.3f} {worst:7.3f}   {per_phase}", flush=True)
+        figures.append(
+            Figure(
+                f"failover, production {FAULT_WORDS[fault]} (median of {runs}, max {worst:.3f} s)",
+                f"{median:.3f} s",
+                f"< {TARGETS[fault]:.2f} s",
+                median < TARGETS[fault],
+            )
+        )
 
 
-def soak(lab: Lab, seconds: float, loss: int, spike_ms: float, args: argparse.Namespace) -> None:
+def soak(
+    lab: Lab,
+    seconds: float,
+    loss: int,
+    spike_ms: float,
+    args: argparse.Namespace,
+    figures: list[Figure],
+) -> None:
     assert lab.thread is not None
     for side, rate in (("prod", 0.2), ("repl", 0.0)):
         address = PRODUCTION if side == "prod" else REPLICA
@@ -161,6 +179,15 @@ def soak(lab: Lab, seconds: float, loss: int, spike_ms: float, args: argparse.Na
         f" {moves.count(('failing_over', 'running'))}, completed (false failovers)"
         f" {moves.count(('failing_over', 'switched'))}",
         flush=True,
+    )
+    false = moves.count(("failing_over", "switched"))
+    figures.append(
+        Figure(
+            f"false failovers in {seconds:g} s ({loss}% loss, spikes to {spike_ms:g} ms)",
+            str(false),
+            "0",
+            false == 0,
+        )
     )
 
 
@@ -194,6 +221,7 @@ def main() -> None:
     parser.add_argument(
         "--follow-up", default="25ms", help="probe spacing while in doubt ('': the interval)"
     )
+    add_option(parser)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
     print(
@@ -211,11 +239,15 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="ha-bench-failover-") as root,
         running_lab(Path(root)) as lab,
     ):
-        if args.runs:
-            configure(lab, args)
-            failover_table(lab, args.runs)
-        if args.soak:
-            soak(lab, args.soak, args.loss, args.spike_ms, args)
+        figures: list[Figure] = []
+        try:
+            if args.runs:
+                configure(lab, args)
+                failover_table(lab, args.runs, figures)
+            if args.soak:
+                soak(lab, args.soak, args.loss, args.spike_ms, args, figures)
+        finally:
+            write(args.summary, *figures)
 
 
 if __name__ == "__main__":
