@@ -174,7 +174,8 @@ def soak(
     )  # fmt: skip
     print(
         f"soak {seconds:g}s: {loss}% random loss and spikes up to {spike_ms:g} ms on 20% of"
-        f" connections to production: {failed} failed probes; failovers started"
+        f" connections to production: {failed} failed probes journaled (not those overtaken by"
+        f" a later probe's answer); failovers started"
         f" {moves.count(('running', 'failing_over'))}, cancelled by confirm_failure"
         f" {moves.count(('failing_over', 'running'))}, completed (false failovers)"
         f" {moves.count(('failing_over', 'switched'))}",
