@@ -128,6 +128,7 @@ class Monitor:
 
     async def _probe(self, job: _Job, started: float) -> None:
         result = await job.check.probe()
+        job.tasks.discard(asyncio.current_task())  # answered: handing it on is not being late
         if job not in self.jobs.get(job.scenario, ()):
             return
         if job.check.config.follow_up is None:
