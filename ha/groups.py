@@ -20,6 +20,7 @@ from ha.commands import Intent, Outcome
 from ha.groups_config import GroupConfig
 from ha.scenario import Scenario
 from ha.store import JournalEvent, Side, Store
+from ha.wave import RedirectGate, set_gate
 
 log = structlog.get_logger("ha.groups")
 
@@ -164,22 +165,33 @@ class GroupRunner:
 
     async def _wave(self, command: GroupCommand, wave: list[str]) -> bool:
         """Start every member of the wave, then wait until each reached its goal; False if one
-        did not (the report says why)."""
-        started = await asyncio.gather(*(self._start_member(command, name) for name in wave))
-        ok = all(result is not False for result in started)
-        waiting = [name for name, result in zip(wave, started, strict=True) if result is None]
-        target = goal(command.action, command.active)
-        while waiting:
-            still = []
-            for name in waiting:
-                reached = self._reached(command, name, target)
-                if reached is None:
-                    still.append(name)
-                ok = ok and reached is not False
-            waiting = still
-            if waiting:
-                await asyncio.sleep(WAVE_POLL)
-        return ok
+        did not (the report says why). Members redirect together (ha.wave)."""
+        members = [self.scenarios[name] for name in wave]
+        gate = RedirectGate(wave)
+        set_gate(members, gate)
+        try:
+            started = await asyncio.gather(*(self._start_member(command, n) for n in wave))
+            ok = all(result is not False for result in started)
+            waiting = [name for name, result in zip(wave, started, strict=True) if result is None]
+            for name in set(wave) - set(waiting):
+                gate.leave(name)
+            target = goal(command.action, command.active)
+            while waiting:
+                still = []
+                for name in waiting:
+                    reached = self._reached(command, name, target)
+                    if reached is None:
+                        still.append(name)
+                    else:
+                        gate.leave(name)
+                    ok = ok and reached is not False
+                waiting = still
+                if waiting:
+                    await asyncio.sleep(WAVE_POLL)
+            return ok
+        finally:
+            set_gate(members, None)
+            gate.open()
 
     async def _start_member(self, command: GroupCommand, name: str) -> bool | None:
         """Hand the member's command to the loop: True when it needs nothing, False when it was

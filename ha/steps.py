@@ -30,6 +30,7 @@ from ha.redirect import Redirector
 from ha.runbook import RunbookCancelled, Step, StepError
 from ha.scenario import Scenario
 from ha.store import Side
+from ha.wave import redirect_together
 from providers import PowerState, Promotable, Provider
 
 Probe = Callable[[Side], Awaitable[dict[str, CheckResult]]]
@@ -304,6 +305,7 @@ def _redirect(parts: Parts, side: Side) -> Step:
     address = parts.scenario.address(side)
 
     async def action() -> str:
+        await redirect_together(parts.scenario)  # with the rest of its group wave, if any
         for redirector in parts.redirectors:
             await redirector.point_to(address)
         return (
