@@ -8,9 +8,11 @@ redirector on a real BIND9 primary and secondary.
 Each member's servers are 127.0.0.2 (production) and 127.0.0.3 (replica), with a tcp check of a
 listener this benchmark runs on both. The time is from the group command to the group report
 (every member switched: fenced, activated, healthy, redirected and verified at both DNS servers).
-``--no-machines`` leaves out fencing and activation (four provider commands per member), to
-show the orchestration alone. Target: 100 members take under 2 times as long as one. Not a
-test: CI never runs it; everything it starts is stopped at the end.
+The provider's commands take ``{machines}``: each run serves every machine queued meanwhile.
+``--one-by-one`` gives each machine its own commands instead (four processes per member);
+``--no-machines`` leaves out fencing and activation, to show the orchestration alone. Target:
+100 members take under 2 times as long as one. Not a test: CI never runs it; everything it
+starts is stopped at the end.
 """
 
 from __future__ import annotations
@@ -175,6 +177,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     configure_logging("warning", "json")
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"load average at start: {load} ({os.cpu_count()} cores)")
     print(f"{'members':>8} {'seconds':>8} {'vs 1':>6}")
     first: float | None = None
     for members in args.members:
