@@ -147,6 +147,14 @@ ROUTE_TABLE: tuple[Route, ...] = (
     ),
     Route(
         "GET",
+        "/v1/cluster",
+        api_read.cluster,
+        READ,
+        "orchestrators on etcd: this one, the leader, instances, etcd members, views by observer",
+        answers=(200, 404),
+    ),
+    Route(
+        "GET",
         "/v1/diagram",
         api_read.state_diagram,
         READ,

@@ -123,8 +123,8 @@ async def _submit(daemon: Daemon, intent: Intent) -> web.Response:
         outcome = await asyncio.wait_for(asyncio.shield(intent.future), LOOP_DEADLINE)
     except TimeoutError:
         return error(503, f"the daemon did not take the command within {LOOP_DEADLINE:g}s")
-    if outcome.status == "conflict":
-        return error(409, outcome.message)
+    if outcome.status != "accepted":
+        return error(409 if outcome.status == "conflict" else 503, outcome.message)
     return web.json_response(
         {
             "status": "accepted",

@@ -28,6 +28,13 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+async def cluster(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    if daemon.cluster is None:
+        return error(404, "not a cluster: the state is a SQLite file (state: etcd://... is one)")
+    return web.json_response(await daemon.cluster.status())
+
+
 async def scenario(request: web.Request) -> web.Response:
     return web.json_response(scenario_view(scenario_of(request)))
 

@@ -21,6 +21,7 @@ import structlog
 from ha.budget import REARMED, SPENT, Budget
 from ha.commands import conflict
 from ha.config import Config
+from ha.coordination_quorum import Verdict
 from ha.duration import format_duration
 from ha.scenario import SIDES, Scenario
 from ha.steps import Parts, build_steps
@@ -45,7 +46,13 @@ class Episode:
 
 
 def proposal_data(
-    scenario: Scenario, parts: Parts, action: str, reason: str, mode: str, runbook: str
+    scenario: Scenario,
+    parts: Parts,
+    action: str,
+    reason: str,
+    mode: str,
+    runbook: str,
+    observers: tuple[str, ...] = ("local",),
 ) -> dict[str, Any]:
     now = time.time()
     checks = {
@@ -67,7 +74,7 @@ def proposal_data(
         "runbook": runbook,
         "scenarios": [scenario.name],
         "checks": checks,
-        "observers": ["local"],
+        "observers": list(observers),
         "plan": [{"step": s.name, "plan": s.plan} for s in build_steps(action, parts)],
         "data_loss": "unknown: no provider of this scenario reports replication lag",
     }
@@ -100,10 +107,11 @@ class Autopilot:
         mode: str,
         runbook: str,
         actor: str = "detector",
+        observers: tuple[str, ...] = ("local",),
     ) -> JournalEvent:
         verb = {"act": "proposes", "operator": "proposes"}.get(mode, "would")
         where = {"observe": " (observing only)", "budget": " (budget spent)"}.get(mode, "")
-        data = proposal_data(scenario, parts, action, reason, mode, runbook)
+        data = proposal_data(scenario, parts, action, reason, mode, runbook, observers)
         group = self.config.group_of(scenario.name)
         if group is not None and group.failover == "together" and actor == "detector":
             data.update(group=group.name, scenarios=group.scenarios)
@@ -149,12 +157,13 @@ class Autopilot:
         return why_not
 
     async def on_running(
-        self, scenario: Scenario, parts: Parts, now: float
+        self, scenario: Scenario, parts: Parts, now: float, verdict: Verdict | None = None
     ) -> dict[str, Any] | None:
-        """The trigger's arguments when production must fail over now, else None."""
+        """The trigger's arguments when production must fail over now, else None. With several
+        observers, their ``verdict`` decides whether production is dead, not our detector."""
         production = scenario.detectors["production"]
         episode = self.episodes.get(scenario.name)
-        if not production.is_dead(now):
+        if not (production.is_dead(now) if verdict is None else verdict.dead):
             scenario.alerted = None
             if episode is not None:
                 await self._recovered(scenario, self.episodes.pop(scenario.name), now)
@@ -162,6 +171,8 @@ class Autopilot:
         if episode is None:
             episode = self.episodes[scenario.name] = Episode(since=now, runbook=new_runbook_id())
         reason = f"production dead: {', '.join(production.down(now))} down"
+        if verdict is not None:
+            reason = verdict.describe()
         why_not = self._why_not(scenario, now)
         if why_not is not None:
             await self.alert(scenario, f"{reason}; not failing over: {why_not}")
@@ -170,7 +181,10 @@ class Autopilot:
         if episode.mode != mode:
             if mode == "budget":
                 await self._spend_out(scenario)
-            event = await self.propose(scenario, parts, "failover", reason, mode, episode.runbook)
+            observers = ("local",) if verdict is None else verdict.dead_by
+            event = await self.propose(
+                scenario, parts, "failover", reason, mode, episode.runbook, observers=observers
+            )
             episode.proposal, episode.mode = event.id, mode
             episode.act_at = now + scenario.config.failover.grace
         if mode != "act" or now < episode.act_at:

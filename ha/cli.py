@@ -12,6 +12,7 @@ from typing import Any
 
 from ha.cli_common import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, _config_path, _load
 from ha.cli_tools import (
+    cmd_cluster,
     cmd_demo,
     cmd_diagram,
     cmd_discover,
@@ -278,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="answer yes to every pause task")
     p.add_argument("-e", "--extra", action="append", default=[], metavar="NAME=VALUE")
     p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser(
+        "cluster", parents=[common], help="orchestrators on etcd: leader, lease, members, views"
+    )
+    p.add_argument("action", choices=["status"])
+    p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("rearm", parents=[common], help="re-arm a spent fleet-wide failover budget")
     p.set_defaults(func=cmd_rearm)

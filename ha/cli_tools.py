@@ -36,6 +36,17 @@ def cmd_reports(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from ha.format import cluster_lines
+
+    answer = ApiClient(_load(args)).request("GET", "/v1/cluster")
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        print("\n".join(cluster_lines(answer)))
+    return EXIT_OK
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from ha.token import new_token, token_digest
 

@@ -25,7 +25,7 @@ SIDE_NAMES: tuple[Side, Side] = ("production", "replica")
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["accepted", "conflict"]
+    status: Literal["accepted", "conflict", "unavailable"]  # unavailable: not the leader
     message: str
     runbook: str | None = None
     command: int | None = None  # journal id of the command: its effects come after it

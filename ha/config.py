@@ -7,6 +7,7 @@ paths in the file resolve against the file's directory. Secrets are only ever re
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -16,8 +17,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -41,6 +46,7 @@ from ha.redirect.aws import (
 from ha.redirect.dns_config import DnsRedirectConfig, DnsServerConfig
 from ha.redirect.route53 import Route53RedirectConfig
 from ha.redirect.script import ScriptRedirectConfig
+from ha.store.etcd_target import EtcdTarget
 from providers import ProviderConfig, provider_types
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -60,15 +66,6 @@ else:
     ProviderSpec = _tagged_union([cls.Config for cls in provider_types().values()], "type")
 
 
-def _sqlite_only(value: object) -> object:
-    if isinstance(value, str) and value.startswith("etcd://"):
-        raise ValueError(
-            "the daemon runs on a SQLite file for now; the etcd store (ha/store/etcd.py) is not "
-            "wired into it yet"
-        )
-    return value
-
-
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     if base is not None and not value.is_absolute():
@@ -78,6 +75,25 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 """A path in the file: relative paths resolve against the config file's directory."""
+
+
+def _state(value: object, info: ValidationInfo) -> Path | EtcdTarget:
+    if isinstance(value, EtcdTarget):
+        return value
+    if isinstance(value, str) and value.startswith("etcd://"):
+        return EtcdTarget.parse(value)
+    if not isinstance(value, str | Path) or not str(value):
+        raise ValueError("must be a SQLite file path or etcd://host:port,host:port")
+    return _resolve_path(Path(value), info)
+
+
+StateLocation = Annotated[
+    Path | EtcdTarget,
+    PlainValidator(_state),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
+"""A SQLite file (relative to the config file) or an etcd cluster (``etcd://h:p,h:p/prefix``)."""
 
 
 class Model(BaseModel):
@@ -288,9 +304,41 @@ class LogConfig(Model):
     )
 
 
+class ClusterConfig(Model):
+    """Several orchestrators on one etcd cluster (``state: etcd://...``): one leads, all observe."""
+
+    name: str = Field(
+        default_factory=socket.gethostname,
+        pattern=NAME_PATTERN,
+        description="this orchestrator's name among the others (default: the host name)",
+    )
+    lease_ttl: Duration = Field(
+        5.0,
+        description="leader lease: a dead leader is replaced this long after its last keep-alive",
+    )
+    quorum: int | None = Field(
+        None, ge=1, description="observers that must see production dead (default: a majority)"
+    )
+    view_max_age: Duration = Field(
+        5.0, gt=0, description="an observer's view of a scenario older than this does not count"
+    )
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _whole_seconds(cls, value: float) -> float:
+        if value < 2 or value != int(value):
+            raise ValueError("must be whole seconds, at least 2s (etcd leases count in seconds)")
+        return value
+
+
 class Config(Model):
-    state: Annotated[ConfigPath, BeforeValidator(_sqlite_only)] = Field(
-        Path("ha-state.db"), description="SQLite file of state and journal", validate_default=True
+    state: StateLocation = Field(
+        Path("ha-state.db"),
+        description="SQLite file of state and journal, or etcd://host:port,host:port",
+        validate_default=True,
+    )
+    cluster: ClusterConfig | None = Field(
+        None, description="this orchestrator among several (needs state: etcd://...)"
     )
     api: ApiConfig = Field(default_factory=ApiConfig)
     log: LogConfig = LogConfig()
@@ -327,6 +375,8 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, data)) from None
     errors = cross_check(config)
+    if config.cluster is not None and not isinstance(config.state, EtcdTarget):
+        errors.append(("cluster", "needs state: etcd://host:port,... (a shared store)"))
     if errors:
         raise ConfigError(errors)
     return config

@@ -31,7 +31,8 @@ import structlog
 
 from ha.coordination_lease import LeaseKeeper
 from ha.errors import StoreError
-from ha.store.etcd_client import DEFAULT_TIMEOUT, EtcdClient, EtcdTarget, prefix_end
+from ha.store.etcd_client import DEFAULT_TIMEOUT, EtcdClient, prefix_end
+from ha.store.etcd_target import EtcdTarget
 
 log = structlog.get_logger("ha.coordination")
 

@@ -3,6 +3,12 @@
 Checks feed detectors from the monitor; operator commands arrive as intents; runbooks run as
 background tasks and report back. Only the loop triggers transitions, so two operators and the
 detector cannot race each other. Status is logged once per cycle, and only when it changed.
+
+With an etcd state (``ha.cluster``) several daemons share the store: every one checks and
+publishes its views each cycle; only the leader acts (runbooks, autopilot, groups, Assured
+Recovery), on the observers' verdict. A follower reads the scenarios' state from the store and
+answers commands 503. Taking charge resumes the runbooks in flight from the journal; losing the
+lease cancels them at once.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ import structlog
 from checks import Check, CheckResult
 from ha.ar_runner import RecoveryTests
 from ha.autopilot import Autopilot
+from ha.cluster import Cluster
 from ha.commands import RUNBOOK_COMMANDS, Intent
-from ha.config import Config
+from ha.config import ClusterConfig, Config
+from ha.coordination_quorum import Verdict
 from ha.discovery import Discovery
-from ha.errors import ActionError
+from ha.errors import ActionError, StoreError
 from ha.groups import GroupCommand, GroupRunner
 from ha.hooks import Background, HookConfig
 from ha.intents import apply_intent, journal_group_start
@@ -37,7 +45,9 @@ from ha.runbook import Runbook, RunbookCancelled
 from ha.scenario import ACTIVE_CHECK, Scenario
 from ha.steps import Parts, build_steps, hook_env
 from ha.store import JournalEvent, ScenarioRecord, Side, Store
+from ha.store.etcd_target import EtcdTarget
 from ha.store.sqlite import SqliteStore
+from ha.takeover import lead, resume_runbooks, take_charge
 
 log = structlog.get_logger("ha.daemon")
 
@@ -47,7 +57,16 @@ TICK = 1.0
 class Daemon:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
-        self.store = store or SqliteStore(config.state)
+        self.cluster: Cluster | None = None
+        if isinstance(config.state, EtcdTarget):
+            cluster = config.cluster or ClusterConfig()
+            self.cluster = Cluster(config.state, cluster, self._leadership_changed)
+            store = store or self.cluster.store
+        elif store is None:
+            store = SqliteStore(config.state)
+        self.store = store
+        self.in_charge = self.cluster is None  # we act: always with SQLite; with etcd, if we lead
+        self._cycle_error: str | None = None
         self.machine = build_machine()
         self.providers = build_providers(config)
         self.scenarios: dict[str, Scenario] = {}
@@ -76,26 +95,19 @@ class Daemon:
             self.store,
         )
         self.tests = RecoveryTests(
-            config, self.store, self.scenarios, self.providers, self._probe_replica
+            config, self.store, self.scenarios, self.providers, self.probe_replica
         )
 
     # Start and stop.
 
     async def start(self) -> None:
         await self.store.open()
-        await self.autopilot.restore()
         records = await self.store.scenarios()
-        new: list[tuple[ScenarioRecord, JournalEvent]] = []
         for config in self.config.scenarios:
             record = records.get(config.name)
             scenario = Scenario(
                 config, record or ScenarioRecord(config.name, config.start), self.store
             )
-            if record is None:
-                event = JournalEvent(
-                    kind="registered", scenario=config.name, message=f"new scenario, {config.start}"
-                )
-                new.append((scenario.record, event))
             self.machine.add_model(scenario, initial=scenario.record.state)
             scenario.on_transition = self._after_transition
             self.scenarios[config.name] = scenario
@@ -109,20 +121,10 @@ class Daemon:
             )
             if scenario.state != "stopped":
                 self.monitor.watch(config.name, self.checks[config.name])
-        await self.store.transitions(new)  # new scenarios: one durable write for all
-        await self.tests.restore(time.time())  # undo interrupted tests before any runbook acts
-        self._prepare(s for s in self.scenarios.values() if s.state == "running")
-        for scenario in self.scenarios.values():
-            if scenario.state in RUNBOOK_STATES:
-                await self.store.append(
-                    JournalEvent(
-                        kind="runbook_resumed",
-                        scenario=scenario.name,
-                        runbook=scenario.record.runbook,
-                        message=f"resuming {scenario.record.runbook_kind} after a restart",
-                    )
-                )
-                self._start_runbook(scenario)
+        if self.cluster is None:
+            await take_charge(self, records, "after a restart")
+        else:
+            await self.cluster.start()
         log.info("daemon started", scenarios=len(self.scenarios), state=str(self.config.state))
 
     async def stop(self) -> None:
@@ -135,6 +137,8 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.cluster is not None:
+            await self.cluster.close()
         for checks in self.checks.values():
             for _, _, check in checks:
                 await check.close()
@@ -156,27 +160,59 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), TICK)
             self.wake.clear()
-            await self.cycle()
+            try:
+                await self.cycle()
+            except StoreError as exc:
+                if self.cluster is None:
+                    raise
+                if str(exc) != self._cycle_error:  # once per kind of outage
+                    log.warning("cycle cut short: the shared store failed", error=str(exc))
+                self._cycle_error = str(exc)
+            else:
+                self._cycle_error = None
 
     # One cycle.
 
     async def cycle(self) -> None:
+        now = time.time()
+        verdicts: dict[str, Verdict] = {}
+        if self.cluster is not None:
+            await self.cluster.publish(self.scenarios.values(), now)
+            if not await lead(self, self.cluster):
+                return
+            verdicts = await self.cluster.verdicts(self.scenarios)
+            for verdict in verdicts.values():
+                event = self.cluster.disagreement(verdict)
+                if event is not None:
+                    await self.store.append(event)
         while self.reports:  # scenarios side by side: their journal writes share commits
             reports = [self.reports.popleft() for _ in range(len(self.reports))]
             await side_by_side(reports, lambda r: r[0], lambda r: self._apply_report(*r))
         while not self.intents.empty():
             intents = [self.intents.get_nowait() for _ in range(self.intents.qsize())]
             await side_by_side(intents, intent_lane, lambda i: apply_intent(self, i))
-        now = time.time()
         for scenario in self.scenarios.values():
-            await self._evaluate(scenario, now)
+            await self._evaluate(scenario, now, verdicts.get(scenario.name))
+        if self.cluster is not None:
+            await resume_runbooks(self, "after an interrupted write")
         self.readback.schedule(self.scenarios, now)
         await self.tests.tick(now)
         if self.discovery.is_due(now):
             self.background.spawn(self.discovery.run())
         self._report_status()
 
-    async def _evaluate(self, scenario: Scenario, now: float) -> None:
+    # Leadership (etcd state only).
+
+    def _leadership_changed(self, leading: bool) -> None:
+        """From the elector, the moment leadership is won or lost: runbooks stop at once."""
+        if not leading:
+            for task in self.runbooks.values():
+                task.cancel()
+        self.wake.set()
+
+    # Deciding.
+
+    async def _evaluate(self, scenario: Scenario, now: float, verdict: Verdict | None) -> None:
         group = self.config.group_of(scenario.name)
         if scenario.record.paused or (group is not None and self.groups.operation(group.name)):
             return
@@ -186,7 +222,7 @@ class Daemon:
             await self.pull(scenario, "split", reason=split)
             return
         if scenario.state == "running":
-            kwargs = await self.autopilot.on_running(scenario, parts, now)
+            kwargs = await self.autopilot.on_running(scenario, parts, now, verdict)
             if kwargs is None:
                 return
             if group is not None and group.failover == "together":
@@ -216,7 +252,7 @@ class Daemon:
         else:
             self.monitor.watch(scenario.name, self.checks[scenario.name])
         if scenario.state in RUNBOOK_STATES:
-            self._start_runbook(scenario)
+            self.start_runbook(scenario)
         hooks = scenario.config.hooks
         event = {
             "scenario": scenario.name,
@@ -230,12 +266,12 @@ class Daemon:
         env = hook_env(scenario, trigger)
         self.background.fire(hooks.on_state_change, event, env, self._hook_report)
         if trigger == "finish" and scenario.state == "running":
-            self._prepare([scenario])
+            self.prepare([scenario])
         if trigger == "finish":
             after = hooks.post_failback if source == "failing_back" else hooks.post_failover
             self.background.fire(after, event, env, self._hook_report)
 
-    def _prepare(self, scenarios: Iterable[Scenario]) -> None:
+    def prepare(self, scenarios: Iterable[Scenario]) -> None:
         """In the background: redirectors of scenarios with production active get ready for a
         failover (DNS reads its records, lowers TTLs); together, so their updates share
         messages."""
@@ -272,7 +308,7 @@ class Daemon:
 
     # Runbooks.
 
-    def _start_runbook(self, scenario: Scenario) -> None:
+    def start_runbook(self, scenario: Scenario) -> None:
         record = scenario.record
         assert record.runbook is not None
         assert record.runbook_kind is not None
@@ -305,6 +341,11 @@ class Daemon:
         except RunbookCancelled as exc:
             report = ("cancel", str(exc))
         except Exception as exc:
+            if self.cluster is not None and isinstance(exc, StoreError):
+                # Not the runbook's fault: a deposed leader stops here, the next one resumes it.
+                log.warning("runbook stopped: the shared store refused a write", error=str(exc))
+                self.runbooks.pop(runbook.scenario, None)
+                return
             log.exception("runbook failed")
             report = ("block", str(exc))
         self.runbooks.pop(runbook.scenario, None)
@@ -340,7 +381,7 @@ class Daemon:
 
         return proposal
 
-    async def _probe_replica(self, name: str) -> dict[str, CheckResult]:
+    async def probe_replica(self, name: str) -> dict[str, CheckResult]:
         return await self.parts[name].probe("replica")
 
     def _prober(self, name: str) -> Any:
@@ -366,7 +407,7 @@ class Daemon:
             return
         detector = scenario.detectors[side]
         was_dead = detector.is_dead(result.at)
-        if detector.record(label, result):
+        if detector.record(label, result) and self.in_charge:
             await self.store.append(
                 JournalEvent(
                     kind="check",

@@ -132,3 +132,29 @@ def test_plan(config: Config, name: str) -> list[str]:
         "  5. power it off again if it was off, revert to the snapshot, delete the snapshot",
         "  production and redirection are never touched",
     ]
+
+
+def cluster_lines(status: dict[str, Any]) -> list[str]:
+    """``ha cluster status``: the leader, this instance and its lease, the others, the views."""
+    me = status["self"]
+    role = "leader" if me["is_leader"] else "follower"
+    lease = f"lease {me['lease']}" if me["lease"] else "no lease"
+    lines = [
+        f"leader: {status.get('leader') or me['leader'] or 'none'}",
+        f"this instance: {me['name']}, {role}, {lease} (ttl {me['ttl']}s,"
+        f" trusted {me['trusted_for']:g}s more), etcd member {me['etcd_member']}",
+    ]
+    if "error" in status:
+        return [*lines, f"etcd does not answer: {status['error']}"]
+    lines.append(f"instances: {', '.join(status['instances']) or 'none'}")
+    members = [f"{m['name']} ({', '.join(m['client_urls'])})" for m in status["etcd"]]
+    lines.append(f"etcd members: {', '.join(members)}")
+    lines.append("views of production, by observer:")
+    for scenario, views in sorted(status["views"].items()):
+        seen = [
+            f"{name} {'dead' if v['dead'] else 'alive'}"
+            + (f" ({', '.join(v['failing'])} failing)" if v["failing"] else "")
+            for name, v in sorted(views.items())
+        ]
+        lines.append(f"  {scenario}: {', '.join(seen)}")
+    return lines

@@ -230,7 +230,25 @@ def test_group_members_must_exist_once(tmp_path: Path) -> None:
     ]
 
 
-def test_an_etcd_state_is_refused_clearly_until_the_daemon_runs_on_it(tmp_path: Path) -> None:
-    errors = errors_of(tmp_path, "state: etcd://127.0.0.1:2379\n")
-    assert errors[0][0] == "state"
-    assert "not wired into it yet" in errors[0][1]
+def test_an_etcd_state_and_the_cluster_section(tmp_path: Path) -> None:
+    text = "state: etcd://127.0.0.1:2379,127.0.0.2:2379/site\ncluster: {name: ha-a, quorum: 2}\n"
+    config = load_config(write(tmp_path, text))
+    assert str(config.state) == "etcd://127.0.0.1:2379,127.0.0.2:2379/site/"
+    assert config.cluster is not None
+    assert (config.cluster.name, config.cluster.quorum) == ("ha-a", 2)
+    assert (config.cluster.lease_ttl, config.cluster.view_max_age) == (5, 5)
+
+
+def test_cluster_errors_name_their_fields(tmp_path: Path) -> None:
+    text = "state: etcd://127.0.0.1\ncluster: {lease_ttl: 1500ms, quorum: 0}\n"
+    assert errors_of(tmp_path, text) == [
+        ("state", "'127.0.0.1' in 'etcd://127.0.0.1' is not host:port (port 1..65535)"),
+        (
+            "cluster.lease_ttl",
+            "must be whole seconds, at least 2s (etcd leases count in seconds)",
+        ),
+        ("cluster.quorum", "input should be greater than or equal to 1 (got 0)"),
+    ]
+    assert errors_of(tmp_path, "cluster: {name: a}\n") == [
+        ("cluster", "needs state: etcd://host:port,... (a shared store)")
+    ]

@@ -14,7 +14,8 @@ import pytest
 from ha.coordination import Elector
 from ha.coordination_quorum import Verdict, View, decide
 from ha.coordination_views import ObserverBoard, cluster_status
-from ha.store.etcd_client import EtcdTarget, EtcdUnavailable
+from ha.store.etcd_client import EtcdUnavailable
+from ha.store.etcd_target import EtcdTarget
 
 if TYPE_CHECKING:
     from tests.servers.etcd import EtcdCluster

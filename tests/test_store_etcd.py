@@ -16,7 +16,8 @@ from ha.coordination import Elector
 from ha.errors import StoreError
 from ha.store import JournalEvent, ScenarioRecord
 from ha.store.etcd import EtcdStore
-from ha.store.etcd_client import EtcdTarget, EtcdUnavailable, NotLeader
+from ha.store.etcd_client import EtcdUnavailable, NotLeader
+from ha.store.etcd_target import EtcdTarget
 from tests.servers.ports import free_port
 
 if TYPE_CHECKING:

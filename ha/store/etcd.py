@@ -38,7 +38,8 @@ import aetcd
 
 from ha.errors import StoreError
 from ha.store import JournalEvent, ScenarioRecord, Store
-from ha.store.etcd_client import DEFAULT_TIMEOUT, EtcdClient, EtcdTarget, NotLeader, prefix_end
+from ha.store.etcd_client import DEFAULT_TIMEOUT, EtcdClient, NotLeader, prefix_end
+from ha.store.etcd_target import EtcdTarget
 
 PAGE = 1000
 MAX_RACES = 100

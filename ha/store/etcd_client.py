@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import aetcd
 import aetcd.rpc
 import aetcd.utils
 
 from ha.errors import StoreError
+from ha.store.etcd_target import EtcdTarget
 
 T = TypeVar("T")
 
-DEFAULT_PREFIX = "/ha/"
 DEFAULT_TIMEOUT = 2.0
 # A member that comes back is retried within a second, not after gRPC's default backoff (2 min);
 # and each connection keeps its own backoff state (gRPC shares it between channels by default, so
@@ -50,32 +48,6 @@ class EtcdUnavailable(StoreError):
 
 class NotLeader(StoreError):
     """A write conditional on our leadership was refused: another instance may lead now."""
-
-
-@dataclass(frozen=True, slots=True)
-class EtcdTarget:
-    """Where the state lives: ``etcd://host:port,host:port/optional/prefix``."""
-
-    endpoints: tuple[tuple[str, int], ...]
-    prefix: str = DEFAULT_PREFIX
-
-    @classmethod
-    def parse(cls, url: str) -> EtcdTarget:
-        """Read a ``state:`` URL; ValueError says what is wrong with it."""
-        parts = urlsplit(url)
-        if parts.scheme != "etcd":
-            raise ValueError(f"{url!r} is not an etcd:// URL")
-        endpoints: list[tuple[str, int]] = []
-        for item in parts.netloc.split(","):
-            host, sep, port = item.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"{item!r} in {url!r} is not host:port (port 1..65535)")
-            endpoints.append((host, int(port)))
-        path = parts.path.strip("/")
-        return cls(tuple(endpoints), f"/{path}/" if path else DEFAULT_PREFIX)
-
-    def __str__(self) -> str:
-        return "etcd://" + ",".join(f"{h}:{p}" for h, p in self.endpoints) + self.prefix
 
 
 class EtcdClient:

@@ -1,0 +1,138 @@
+"""Taking charge and handing it over: what a daemon does when it starts acting or stops.
+
+With SQLite the daemon takes charge once, at start. With etcd it takes charge each time it wins
+the leadership: it reads every scenario's state from the store, rebuilds what the journal says
+(failover budget, recovery blocks, interrupted Assured Recovery tests) and resumes the runbooks in
+flight from the journal, each step done once. It hands over when its lease is no longer trusted:
+runbooks are cancelled (already at the moment of the loss, by the daemon), groups and tests stop,
+commands are answered 503, and it follows the leader's record of each scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ha.ar_runner import RecoveryTests
+from ha.autopilot import Autopilot
+from ha.commands import Outcome
+from ha.machine import RUNBOOK_STATES
+from ha.store import JournalEvent, ScenarioRecord
+
+if TYPE_CHECKING:
+    from ha.cluster import Cluster
+    from ha.daemon import Daemon
+
+log = structlog.get_logger("ha.takeover")
+
+
+async def take_charge(daemon: Daemon, records: Mapping[str, ScenarioRecord], why: str) -> None:
+    """Start acting: register new scenarios, rebuild what the journal says (budget, recovery
+    blocks, interrupted tests), resume the runbooks in flight. Raises StoreError (NotLeader
+    when leadership is lost meanwhile: the next cycle tries again)."""
+    new = [
+        (
+            scenario.record,
+            JournalEvent(
+                kind="registered", scenario=name, message=f"new scenario, {scenario.state}"
+            ),
+        )
+        for name, scenario in daemon.scenarios.items()
+        if name not in records
+    ]
+    await daemon.store.transitions(new)  # new scenarios: one durable write for all
+    daemon.autopilot = Autopilot(daemon.config, daemon.store)
+    await daemon.autopilot.restore()
+    daemon.tests = RecoveryTests(
+        daemon.config, daemon.store, daemon.scenarios, daemon.providers, daemon.probe_replica
+    )
+    await daemon.tests.restore(time.time())  # undo interrupted tests before any runbook acts
+    if daemon.cluster is not None:
+        daemon.cluster.forget_disagreements()
+        await daemon.store.append(
+            JournalEvent(
+                kind="leader",
+                message=f"{daemon.cluster.name} leads",
+                data={"instance": daemon.cluster.name},
+            )
+        )
+    daemon.in_charge = True
+    daemon.prepare(s for s in daemon.scenarios.values() if s.state == "running")
+    await resume_runbooks(daemon, why)
+
+
+async def resume_runbooks(daemon: Daemon, why: str) -> None:
+    """Start the runbooks in flight that no task runs (nor just reported on)."""
+    reported = {report[0] for report in daemon.reports}
+    for scenario in daemon.scenarios.values():
+        if (
+            scenario.state not in RUNBOOK_STATES
+            or scenario.name in daemon.runbooks
+            or scenario.name in reported
+        ):
+            continue
+        await daemon.store.append(
+            JournalEvent(
+                kind="runbook_resumed",
+                scenario=scenario.name,
+                runbook=scenario.record.runbook,
+                message=f"resuming {scenario.record.runbook_kind} {why}",
+            )
+        )
+        daemon.start_runbook(scenario)
+
+
+async def lead(daemon: Daemon, cluster: Cluster) -> bool:
+    """Follow or lead for this cycle; True when this instance is in charge."""
+    if cluster.leading:
+        if not daemon.in_charge:
+            await take_charge(daemon, await daemon.store.scenarios(), "after a takeover")
+        return True
+    if daemon.in_charge:
+        await step_down(daemon)
+    while not daemon.intents.empty():
+        intent = daemon.intents.get_nowait()
+        if not intent.future.done():
+            intent.future.set_result(Outcome("unavailable", not_leader(daemon)))
+    daemon.reports.clear()  # the leader acts on its own reports
+    follow(daemon, await daemon.store.scenarios())
+    return False
+
+
+def not_leader(daemon: Daemon) -> str:
+    assert daemon.cluster is not None
+    leader = daemon.cluster.elector.leader
+    return f"{daemon.cluster.name} is not the leader; " + (
+        f"ask {leader}" if leader and leader != daemon.cluster.name else "no leader now"
+    )
+
+
+async def step_down(daemon: Daemon) -> None:
+    daemon.in_charge = False
+    tasks, daemon.runbooks = list(daemon.runbooks.values()), {}
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await daemon.groups.close()
+    await daemon.tests.close()
+    await daemon.readback.close()
+    log.warning("stepped down: another instance may lead now", runbooks=len(tasks))
+
+
+def follow(daemon: Daemon, records: Mapping[str, ScenarioRecord]) -> None:
+    """Take the leader's word for each scenario's state (what we check, what we show)."""
+    for name, scenario in daemon.scenarios.items():
+        record = records.get(name)
+        if record is None or record == scenario.record:
+            continue
+        scenario.record = record
+        if scenario.state != record.state:
+            daemon.machine.set_state(record.state, model=scenario)
+            if record.state == "stopped":
+                daemon.monitor.unwatch(name)
+            else:
+                daemon.monitor.watch(name, daemon.checks[name])
