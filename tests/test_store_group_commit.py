@@ -87,3 +87,35 @@ async def test_a_cancelled_caller_does_not_stop_the_others(tmp_path: Path) -> No
     assert [e.message for e in others] == ["0", "1", "3", "4"]
     assert [e.message for e in await store.events()][:2] == ["first", "0"]
     await store.close()
+
+
+async def test_a_failed_commit_fails_every_write_in_it_and_the_next_ones_go_on(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    await store.open()
+    with sqlite3.connect(path) as other:
+        other.execute("alter table journal rename to journal_away")
+    failed = await asyncio.gather(
+        *(store.append(JournalEvent(kind="check", message=str(n))) for n in range(5)),
+        return_exceptions=True,
+    )
+    with sqlite3.connect(path) as other:
+        other.execute("alter table journal_away rename to journal")
+    saved = await store.append(JournalEvent(kind="check", message="after"))
+    await store.close()
+
+    assert [type(e).__name__ for e in failed] == ["StoreError"] * 5
+    assert str(failed[0]).startswith("cannot append to the journal: no such table: journal")
+    assert [e.message for e in await reopened_events(path)] == ["after"]
+    assert saved.message == "after"
+
+
+async def reopened_events(path: Path) -> list[JournalEvent]:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        return await store.events()
+    finally:
+        await store.close()

@@ -125,11 +125,15 @@ class SqliteStore(Store):
             batch, self._queue = self._queue, []
             try:
                 last = await self._commit(batch)
-            except sqlite3.Error as exc:
+            except Exception as exc:  # nothing of the batch was written: every caller learns it
                 await self._rollback()
                 for write in batch:
                     if not write.done.done():
-                        write.done.set_exception(StoreError(f"{write.failure}: {exc}"))
+                        write.done.set_exception(
+                            StoreError(f"{write.failure}: {exc}")
+                            if isinstance(exc, sqlite3.Error | StoreError)
+                            else exc
+                        )
                 continue
             first = last - sum(len(write.rows) for write in batch) + 1
             for write in batch:
