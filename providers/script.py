@@ -154,6 +154,10 @@ class ScriptProvider(Provider):
                 continue
             try:
                 outcomes = await run_many(machines)
+            except asyncio.CancelledError:  # the provider closes: its callers stop waiting
+                for _, future in batch:
+                    future.cancel()
+                raise
             except Exception as exc:  # a bug: let every caller see it rather than hang
                 for _, future in batch:
                     if not future.done():
@@ -236,3 +240,7 @@ class ScriptProvider(Provider):
             sender.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
         self._senders.clear()
+        for queued in self._queued.values():
+            for _, future in queued:
+                future.cancel()
+        self._queued.clear()

@@ -119,3 +119,14 @@ def test_machines_must_be_a_whole_argument_of_a_batchable_command() -> None:
         )
     with pytest.raises(ValidationError, match="use \\{machine\\} or \\{machines\\}, not both"):
         ScriptProviderConfig.model_validate({**base, "power_off": "off {machine} {machines}"})
+
+
+async def test_closing_the_provider_releases_every_caller(tmp_path: Path) -> None:
+    lab = provider(tmp_path, power_off=["sh", "-c", "sleep 5", "sh", "{machines}"])
+    first = asyncio.ensure_future(lab.power_off("a", hard=True))
+    await asyncio.sleep(0.05)  # "a" runs; "b" waits for the next run
+    second = asyncio.ensure_future(lab.power_off("b", hard=True))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(lab.close(), 2)
+    outcomes = await asyncio.gather(first, second, return_exceptions=True)
+    assert [type(outcome).__name__ for outcome in outcomes] == ["CancelledError"] * 2
