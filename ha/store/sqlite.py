@@ -162,11 +162,9 @@ class SqliteStore(Store):
                 " values (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            async with self.db.execute(
+            (found,) = await self.db.execute_fetchall(
                 "select seq from sqlite_sequence where name = 'journal'"
-            ) as cursor:
-                found = await cursor.fetchone()
-            assert found is not None
+            )
             last = int(found[0])
         await self.db.commit()
         return last
