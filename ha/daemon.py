@@ -66,6 +66,7 @@ class Daemon:
             store = SqliteStore(config.state)
         self.store = store
         self.in_charge = self.cluster is None  # we act: always with SQLite; with etcd, if we lead
+        self.deposed = False  # leadership was lost since we took charge (etcd)
         self._cycle_error: str | None = None
         self.machine = build_machine()
         self.providers = build_providers(config)
@@ -206,6 +207,7 @@ class Daemon:
     def _leadership_changed(self, leading: bool) -> None:
         """From the elector, the moment leadership is won or lost: runbooks stop at once."""
         if not leading:
+            self.deposed = True
             for task in self.runbooks.values():
                 task.cancel()
         self.wake.set()
@@ -407,7 +409,7 @@ class Daemon:
             return
         detector = scenario.detectors[side]
         was_dead = detector.is_dead(result.at)
-        if detector.record(label, result) and self.in_charge:
+        if detector.record(label, result) and self.in_charge and not self.deposed:
             await self.store.append(
                 JournalEvent(
                     kind="check",

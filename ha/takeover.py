@@ -34,6 +34,7 @@ async def take_charge(daemon: Daemon, records: Mapping[str, ScenarioRecord], why
     """Start acting: register new scenarios, rebuild what the journal says (budget, recovery
     blocks, interrupted tests), resume the runbooks in flight. Raises StoreError (NotLeader
     when leadership is lost meanwhile: the next cycle tries again)."""
+    daemon.deposed = False
     new = [
         (
             scenario.record,
@@ -69,9 +70,10 @@ async def resume_runbooks(daemon: Daemon, why: str) -> None:
     """Start the runbooks in flight that no task runs (nor just reported on)."""
     reported = {report[0] for report in daemon.reports}
     for scenario in daemon.scenarios.values():
+        task = daemon.runbooks.get(scenario.name)
         if (
             scenario.state not in RUNBOOK_STATES
-            or scenario.name in daemon.runbooks
+            or (task is not None and not task.done())
             or scenario.name in reported
         ):
             continue
@@ -87,13 +89,16 @@ async def resume_runbooks(daemon: Daemon, why: str) -> None:
 
 
 async def lead(daemon: Daemon, cluster: Cluster) -> bool:
-    """Follow or lead for this cycle; True when this instance is in charge."""
+    """Follow or lead for this cycle; True when this instance is in charge. Leadership lost
+    even for a moment means stepping down: another instance may have acted meanwhile."""
+    if daemon.in_charge and (daemon.deposed or not cluster.leading):
+        await step_down(daemon)
     if cluster.leading:
         if not daemon.in_charge:
-            await take_charge(daemon, await daemon.store.scenarios(), "after a takeover")
+            records = await daemon.store.scenarios()
+            follow(daemon, records)  # what the last leader wrote, up to its last write
+            await take_charge(daemon, records, "after a takeover")
         return True
-    if daemon.in_charge:
-        await step_down(daemon)
     while not daemon.intents.empty():
         intent = daemon.intents.get_nowait()
         if not intent.future.done():

@@ -63,6 +63,14 @@ def test_a_follower_takes_over_from_a_killed_idle_leader_and_acts(
     reason = f"{follower.dir.name} is not the leader; ask {second}"
     assert (status, answer) == (503, {"error": reason})
 
+    shown = trio.runners[second].ha("cluster", "status")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"leader: {second}"
+    assert lines[1].startswith(f"this instance: {second}, leader, lease ")
+    assert lines[2] == f"instances: {', '.join(sorted([second, follower.dir.name]))}"
+    assert lines[3].startswith("etcd members: m0 (http://127.0.0.1:")
+
 
 def test_a_runbook_between_steps_completes_once_after_the_leader_is_killed(
     site: Site, trio: Orchestrators
@@ -168,3 +176,14 @@ def test_without_an_etcd_quorum_the_leader_steps_down_and_writes_no_step(
     assert kinds[0] == "leader", f"a step was written before a leader took charge again: {kinds}"
     assert trio.steps() == FAILOVER_STEPS
     assert trio.transitions() == ["running -> failing_over", "failing_over -> switched"]
+
+
+def test_one_orchestrator_on_sqlite_has_no_cluster_to_show(site: Site) -> None:
+    site.write_config()
+    site.start_daemon()
+    status, answer = site.api("GET", "/v1/cluster")
+    reason = "not a cluster: the state is a SQLite file (state: etcd://... is one)"
+    assert (status, answer) == (404, {"error": reason})
+    shown = site.ha("cluster", "status")
+    assert shown.returncode != 0
+    assert reason in shown.stderr
