@@ -28,11 +28,12 @@ def test_the_readme_config_examples_are_valid(
     for i, example in enumerate(complete):
         (tmp_path / f"{i}.yaml").write_text(example)
         configs.append(load_config(tmp_path / f"{i}.yaml"))
-    assert len(configs) == 4
+    assert len(configs) == 5
     assert [c.kind for c in configs[0].scenarios[0].checks] == ["tcp", "http", "database", "script"]
     assert sorted(configs[1].providers) == ["cloud", "dc1", "hv1"]
     assert configs[2].scenarios[0].redirect[0].dns is not None
     assert configs[3].scenarios[0].assured_recovery is not None
+    assert configs[4].cluster is not None
 
 
 def test_ha_schema_describes_the_config_from_its_models(capsys: pytest.CaptureFixture[str]) -> None:
