@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ha.cluster import Cluster
+from ha.config import ClusterConfig
 from ha.coordination import Elector
 from ha.coordination_quorum import Verdict, View, decide
 from ha.coordination_views import ObserverBoard, cluster_status
@@ -220,3 +222,22 @@ async def test_views_need_a_live_lease_and_belong_to_their_observer(target: Etcd
 def test_a_lease_ttl_below_two_seconds_is_refused() -> None:
     with pytest.raises(ValueError, match="need TTL >= 2"):
         Elector(EtcdTarget((("127.0.0.1", 2379),)), "a", ttl=1)
+
+
+def test_the_leader_journals_who_disagrees_once_per_change() -> None:
+    cluster = Cluster(EtcdTarget.parse("etcd://127.0.0.1:1"), ClusterConfig(name="a"), print)
+    views = [view("a", False), view("b", False), view("c", True)]
+    one_off = decide("web01", views, now=NOW, max_age=5)
+    event = cluster.disagreement(one_off)
+    assert event is not None
+    assert (event.kind, event.scenario, event.message) == (
+        "observers_disagree",
+        "web01",
+        "production of web01 is alive by quorum: 1 of 3 observers see it dead, 2 needed;"
+        " c disagrees",
+    )
+    assert (event.data["observers"], event.data["verdict"]) == (["c"], "alive")
+    assert cluster.disagreement(one_off) is None  # the same disagreement: journaled once
+    agreed = decide("web01", [view("a", False), view("c", False)], now=NOW, max_age=5)
+    assert cluster.disagreement(agreed) is None  # all agree: nothing to say
+    assert cluster.disagreement(one_off) is not None  # c disagrees again
