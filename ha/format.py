@@ -147,7 +147,8 @@ def cluster_lines(status: dict[str, Any]) -> list[str]:
     if "error" in status:
         return [*lines, f"etcd does not answer: {status['error']}"]
     lines.append(f"instances: {', '.join(status['instances']) or 'none'}")
-    members = [f"{m['name']} ({', '.join(m['client_urls'])})" for m in status["etcd"]]
+    etcd = sorted(status["etcd"], key=lambda m: str(m["name"]))
+    members = [f"{m['name']} ({', '.join(m['client_urls'])})" for m in etcd]
     lines.append(f"etcd members: {', '.join(members)}")
     lines.append("views of production, by observer:")
     for scenario, views in sorted(status["views"].items()):

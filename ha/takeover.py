@@ -35,6 +35,15 @@ async def take_charge(daemon: Daemon, records: Mapping[str, ScenarioRecord], why
     blocks, interrupted tests), resume the runbooks in flight. Raises StoreError (NotLeader
     when leadership is lost meanwhile: the next cycle tries again)."""
     daemon.deposed = False
+    if daemon.cluster is not None:  # first: all it does from now on follows this entry
+        daemon.cluster.forget_disagreements()
+        await daemon.store.append(
+            JournalEvent(
+                kind="leader",
+                message=f"{daemon.cluster.name} leads",
+                data={"instance": daemon.cluster.name},
+            )
+        )
     new = [
         (
             scenario.record,
@@ -52,15 +61,6 @@ async def take_charge(daemon: Daemon, records: Mapping[str, ScenarioRecord], why
         daemon.config, daemon.store, daemon.scenarios, daemon.providers, daemon.probe_replica
     )
     await daemon.tests.restore(time.time())  # undo interrupted tests before any runbook acts
-    if daemon.cluster is not None:
-        daemon.cluster.forget_disagreements()
-        await daemon.store.append(
-            JournalEvent(
-                kind="leader",
-                message=f"{daemon.cluster.name} leads",
-                data={"instance": daemon.cluster.name},
-            )
-        )
     daemon.in_charge = True
     daemon.prepare(s for s in daemon.scenarios.values() if s.state == "running")
     await resume_runbooks(daemon, why)

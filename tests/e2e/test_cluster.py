@@ -187,3 +187,6 @@ def test_one_orchestrator_on_sqlite_has_no_cluster_to_show(site: Site) -> None:
     shown = site.ha("cluster", "status")
     assert shown.returncode != 0
     assert reason in shown.stderr
+    doc = site.api("GET", "/v1/openapi.json")[1]
+    operation = doc["paths"]["/v1/cluster"]["get"]
+    assert (operation["x-role"], sorted(operation["responses"])) == ("viewer", ["200", "404"])
