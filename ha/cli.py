@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -60,9 +59,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from ha.service import run_daemon
+    from ha.service import serve
 
-    asyncio.run(run_daemon(_load(args)))
+    serve(_load(args))
     return EXIT_OK
 
 

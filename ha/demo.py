@@ -8,7 +8,6 @@ address users should reach in ``active-address``.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -134,7 +133,7 @@ def write_config(directory: Path, port: int) -> Path:
 
 def run_demo(directory: Path) -> int:
     from ha.config import load_config
-    from ha.service import run_daemon
+    from ha.service import serve
 
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -173,7 +172,7 @@ The daemon runs below; Ctrl-C stops it and the demo's servers (run again to resu
         flush=True,
     )
     try:
-        asyncio.run(run_daemon(config))
+        serve(config)
     finally:
         for name in SERVERS:
             power("off", name, directory)

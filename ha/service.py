@@ -1,11 +1,18 @@
-"""Running the daemon as a service: logging, tokens, store, loop, journal feed (event stream,
-metrics, notifications), the API over HTTP or HTTPS, signals."""
+"""Running the daemon as a service: event loop, logging, tokens, store, loop, journal feed (event
+stream, metrics, notifications), the API over HTTP or HTTPS, signals.
+
+The event loop is uvloop's (libuv; about a third less CPU per check at thousands of checks per
+second), or asyncio's own with ``HA_EVENT_LOOP=asyncio``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import signal
 import ssl
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
@@ -14,6 +21,7 @@ from ha.api import create_app
 from ha.api_feed import JournalFeed
 from ha.config import ApiConfig, Config
 from ha.daemon import Daemon
+from ha.errors import ConfigError
 from ha.logs import configure_logging
 from ha.metrics import Metrics
 from ha.notify import Notifier
@@ -22,6 +30,38 @@ from ha.token import LOCAL, Tokens, ensure_token, token_digest
 log = structlog.get_logger("ha.service")
 
 SHUTDOWN_TIMEOUT = 5.0  # longest wait for requests in flight when the daemon stops
+LOOP_ENV = "HA_EVENT_LOOP"
+LOOPS = ("uvloop", "asyncio")
+
+
+def serve(config: Config) -> None:
+    """Run the daemon (``run_daemon``) on the event loop ``HA_EVENT_LOOP`` names."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(run_daemon(config))
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop, or None for asyncio's own, as ``HA_EVENT_LOOP`` says (default uvloop)."""
+    choice = os.environ.get(LOOP_ENV, "uvloop")
+    if choice not in LOOPS:
+        raise ConfigError(
+            [(f"environment {LOOP_ENV}", f"must be one of {', '.join(LOOPS)}, not {choice}")]
+        )
+    if choice == "asyncio":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+def settle_heap() -> None:
+    """Once the daemon has started: what it built (config, scenarios and their state machines,
+    detectors, checks) lives as long as it does, so it leaves the cyclic garbage collector's
+    generations for good (``gc.freeze``). Otherwise every full collection walks all of it again,
+    which at 10,000 scenarios (1.7 million objects) stalls the loop for half a second, and the
+    short-lived objects of thousands of probes per second start one every few seconds."""
+    gc.collect()
+    gc.freeze()
 
 
 def api_tokens(api: ApiConfig) -> Tokens:
@@ -73,6 +113,7 @@ async def run_daemon(config: Config) -> None:
         await site.start()
         scheme = "https" if tls else "http"
         log.info("api listening", url=f"{scheme}://{config.api.listen}:{config.api.port}")
+        settle_heap()
         await daemon.serve()
     finally:
         await runner.cleanup()
