@@ -4,8 +4,10 @@
     .venv/bin/python -m bench.monitor_scale --scenarios 10000 --profile /tmp/prof
 
 The real path: a ``Config`` from ``parse_config``, the real ``Daemon`` (SQLite store in a temp
-dir, state machine, detectors, monitor) started in-process, ``serve()`` running as a task. The
-check interval is N / rate, so the offered load is ``--rate`` checks/s whatever N is.
+dir, state machine, detectors, monitor) started in-process on the service's event loop (uvloop;
+``HA_EVENT_LOOP=asyncio`` for asyncio's), with the service's metrics listener and heap settling,
+``serve()`` running as a task. The check interval is N / rate, so the offered load is ``--rate``
+checks/s whatever N is.
 
 Processes: the listeners (a handful of listening sockets on 127.0.0.2, accepting and closing)
 run in their own process, pinned to the last core; each N runs in a fresh orchestrator process
@@ -42,19 +44,26 @@ import socket
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from ha.service import LOOP_ENV, LOOPS
+
 PRODUCTION = "127.0.0.2"
 REPLICA = "127.0.0.3"
-LISTENERS = 8
+# Ports: every probe leaves a TIME_WAIT (60 s) on one side or the other, and one listening port
+# takes at most ~28,000 connections from 127.0.0.1 per minute; 64 ports last at 10,000/s.
+LISTENERS = 64
 BACKLOG = 4096
 TARGET_RATE = 10_000.0
 TARGET_P99_MS = 50.0
 TARGET_KB = 20.0
+STOP_WITHIN = 30.0  # seconds the daemon gets to stop after the window
 
 
 @dataclass
@@ -63,6 +72,8 @@ class Row:
     interval: float
     rate: float  # results reaching the daemon per second, over the window
     failed: int  # failed probes in the window
+    failure: str  # the most frequent failure details, with their counts
+    not_running: int  # scenarios no longer "running" after the window (failed over, ...)
     p50_ms: float
     p99_ms: float
     max_ms: float
@@ -73,6 +84,7 @@ class Row:
     sys_cpu: float  # the kernel's part of it (socket, connect, close, epoll: loopback TCP)
     us_per_check: float  # orchestrator CPU per result, microseconds
     gc_ms: float  # time in the cyclic garbage collector, ms per second of window
+    gc_full: int  # full collections (of the oldest generation) in the window
     core: float  # how busy the orchestrator's core was (anyone's work, ksoftirqd's too), %
     listener_cpu: float  # listener process CPU over the window, % of one core
     register_s: float  # registering the scenarios in the store beforehand (0 with --first-start)
@@ -202,18 +214,28 @@ async def register(data: dict[str, Any]) -> None:
 
 
 def worker(args: WorkerArgs, out: Connection) -> None:
+    from ha.service import event_loop_factory
+
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})  # before any thread starts, so all inherit it
-    row = asyncio.run(measure(args))
-    out.send(asdict(row))
-    out.close()
+
+    def report(row: Row) -> None:
+        out.send(asdict(row))
+        out.close()
+
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(measure(args, report))
 
 
-async def measure(args: WorkerArgs) -> Row:
+async def measure(args: WorkerArgs, report: Callable[[Row], None]) -> None:
+    """Start the daemon, warm up, measure the window, report the row, then stop the daemon
+    (within STOP_WITHIN: an overloaded daemon may be deep in a cycle)."""
     from ha.config import parse_config
     from ha.daemon import Daemon
     from ha.logs import configure_logging
+    from ha.metrics import Metrics
     from ha.monitor import LagStats
+    from ha.service import settle_heap
 
     configure_logging(args.log_level, "json")
     n, state_dir = args.scenarios, Path(args.state_dir)
@@ -231,15 +253,20 @@ async def measure(args: WorkerArgs) -> Row:
     rss_config = rss_kb()
     daemon = Daemon(config)
     tally = [0, 0]  # ok, failed
+    failures: Counter[str] = Counter()
     handler = daemon.monitor.on_result
 
     async def counting(name: str, side: Any, label: str, result: Any) -> None:
         tally[not result.ok] += 1
+        if not result.ok:
+            failures[result.detail] += 1
         await handler(name, side, label, result)
 
     daemon.monitor.on_result = counting
     gc_time = watch_gc()
     await daemon.start()
+    daemon.result_listeners.append(Metrics(daemon.scenarios).observe_result)  # as the service
+    settle_heap()
     start_s = time.monotonic() - began
     rss_start = rss_kb()
     serving = asyncio.create_task(daemon.serve())
@@ -249,7 +276,9 @@ async def measure(args: WorkerArgs) -> Row:
         rss_total = rss_kb()
         daemon.monitor.lag = LagStats()
         tally[:] = [0, 0]
+        failures.clear()
         gc_time.clear()
+        full0 = gc.get_stats()[-1]["collections"]
         cpu0, listener0 = os.times(), process_cpu_seconds(args.listener_pid)
         core0, wall0 = core_ticks(args.cpu), time.monotonic()
         if profiler is not None:
@@ -259,37 +288,46 @@ async def measure(args: WorkerArgs) -> Row:
             profiler.disable()
         wall1, core1 = time.monotonic(), core_ticks(args.cpu)
         cpu1, listener1 = os.times(), process_cpu_seconds(args.listener_pid)
-        gc_s = sum(gc_time)
+        gc_full = gc.get_stats()[-1]["collections"] - full0
         (ok, failed), lags = tally, sorted(daemon.monitor.lag.samples)
+        window = wall1 - wall0
+        cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        if profiler is not None and args.profile:
+            report_profile(profiler, Path(args.profile), n)
+        report(
+            Row(
+                scenarios=n,
+                interval=interval,
+                rate=(ok + failed) / window,
+                failed=failed,
+                failure=", ".join(f"{count} {detail}" for detail, count in failures.most_common(2)),
+                not_running=sum(s.state != "running" for s in daemon.scenarios.values()),
+                p50_ms=percentile(lags, 0.50) * 1000,
+                p99_ms=percentile(lags, 0.99) * 1000,
+                max_ms=(lags[-1] if lags else float("nan")) * 1000,
+                kb_config=(rss_config - rss_before) / n,
+                kb_start=(rss_start - rss_before) / n,
+                kb_total=(rss_total - rss_before) / n,
+                cpu=100 * cpu / window,
+                sys_cpu=100 * (cpu1.system - cpu0.system) / window,
+                us_per_check=1e6 * cpu / max(1, ok + failed),
+                gc_ms=1000 * sum(gc_time) / window,
+                gc_full=gc_full,
+                core=100 * (core1[0] - core0[0]) / max(1, core1[1] - core0[1]),
+                listener_cpu=100 * (listener1 - listener0) / window,
+                register_s=register_s,
+                start_s=start_s,
+                window_s=window,
+            )
+        )
     finally:
         daemon.request_stop()
-        await serving
-        await daemon.stop()
-    if profiler is not None and args.profile:
-        report_profile(profiler, Path(args.profile), n)
-    window = wall1 - wall0
-    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    return Row(
-        scenarios=n,
-        interval=interval,
-        rate=(ok + failed) / window,
-        failed=failed,
-        p50_ms=percentile(lags, 0.50) * 1000,
-        p99_ms=percentile(lags, 0.99) * 1000,
-        max_ms=(lags[-1] if lags else float("nan")) * 1000,
-        kb_config=(rss_config - rss_before) / n,
-        kb_start=(rss_start - rss_before) / n,
-        kb_total=(rss_total - rss_before) / n,
-        cpu=100 * cpu / window,
-        sys_cpu=100 * (cpu1.system - cpu0.system) / window,
-        us_per_check=1e6 * cpu / max(1, ok + failed),
-        gc_ms=1000 * gc_s / window,
-        core=100 * (core1[0] - core0[0]) / max(1, core1[1] - core0[1]),
-        listener_cpu=100 * (listener1 - listener0) / window,
-        register_s=register_s,
-        start_s=start_s,
-        window_s=window,
-    )
+        try:
+            async with asyncio.timeout(STOP_WITHIN):
+                await serving
+                await daemon.stop()
+        except TimeoutError:
+            print(f"N={n}: the daemon did not stop within {STOP_WITHIN:g}s", file=sys.stderr)
 
 
 def watch_gc() -> list[float]:
@@ -386,15 +424,15 @@ def run_worker(context: Any, args: WorkerArgs) -> Row:
         message = f"N={args.scenarios}: the worker died (exit {process.exitcode})"
         raise RuntimeError(message) from None
     finally:
-        stop_process(process)
+        stop_process(process, grace=STOP_WITHIN + 5)
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def stop_process(process: BaseProcess) -> None:
-    """Stop a child we started, by its PID: wait a little, then SIGTERM, then SIGKILL."""
+def stop_process(process: BaseProcess, grace: float = 5) -> None:
+    """Stop a child we started, by its PID: wait ``grace`` seconds, then SIGTERM, then SIGKILL."""
     if process.pid is None:
         return
-    process.join(5)
+    process.join(grace)
     if process.is_alive():
         process.terminate()
         process.join(5)
@@ -406,7 +444,7 @@ def stop_process(process: BaseProcess) -> None:
 HEADER = (
     f"{'N':>6} {'interval':>8} {'checks/s':>9} {'% target':>8} {'failed':>6} {'p50 ms':>7}"
     f" {'p99 ms':>7} {'max ms':>7} {'KB/scn':>7} {'CPU %':>6} {'sys %':>6} {'us/check':>8}"
-    f" {'gc ms/s':>7} {'core %':>6} {'lsn CPU %':>9} {'start s':>7}"
+    f" {'gc ms/s':>7} {'full gc':>7} {'core %':>6} {'lsn CPU %':>9} {'start s':>7}"
 )
 
 
@@ -415,7 +453,7 @@ def format_row(row: Row) -> str:
         f"{row.scenarios:>6} {row.interval * 1000:>6.0f}ms {row.rate:>9.0f}"
         f" {100 * row.rate / TARGET_RATE:>7.1f}% {row.failed:>6} {row.p50_ms:>7.2f}"
         f" {row.p99_ms:>7.2f} {row.max_ms:>7.1f} {row.kb_total:>7.1f} {row.cpu:>6.1f}"
-        f" {row.sys_cpu:>6.1f} {row.us_per_check:>8.1f} {row.gc_ms:>7.1f}"
+        f" {row.sys_cpu:>6.1f} {row.us_per_check:>8.1f} {row.gc_ms:>7.1f} {row.gc_full:>7}"
         f" {row.core:>6.1f} {row.listener_cpu:>9.1f} {row.start_s:>7.1f}"
     )
 
@@ -425,7 +463,7 @@ def print_table(rows: list[Row], options: argparse.Namespace) -> None:
         f"monitor scale: {options.rate:.0f} checks/s offered, warm-up {options.warmup:g}s,"
         f" window {options.seconds:g}s, log level {options.log_level},"
         f" {'first start' if options.first_start else 'scenarios registered beforehand'},"
-        f" Python {sys.version.split()[0]}"
+        f" Python {sys.version.split()[0]}, {os.environ.get(LOOP_ENV, LOOPS[0])} loop"
     )
     print(HEADER)
     for row in rows:
@@ -443,6 +481,12 @@ def print_table(rows: list[Row], options: argparse.Namespace) -> None:
             f" register {row.register_s:.1f}, start {row.start_s:.1f},"
             f" window {row.window_s:.1f}"
         )
+    for row in rows:
+        if row.failed or row.not_running:
+            print(
+                f"{row.scenarios:>6}: failed probes: {row.failure};"
+                f" {row.not_running} scenarios no longer running"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
