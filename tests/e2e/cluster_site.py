@@ -104,6 +104,15 @@ class Orchestrators:
         """Who took charge, in order (the ``leader`` events)."""
         return [e["data"]["instance"] for e in self.journal() if e["kind"] == "leader"]
 
+    def tenures(self) -> list[str]:
+        """Who led, in order: an instance that took charge again after its lease lapsed for a
+        moment (a loaded machine) without another leading in between counts once."""
+        tenures: list[str] = []
+        for leader in self.leaders():
+            if not tenures or tenures[-1] != leader:
+                tenures.append(leader)
+        return tenures
+
     # Waiting.
 
     def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
