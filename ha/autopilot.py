@@ -160,10 +160,15 @@ class Autopilot:
         self, scenario: Scenario, parts: Parts, now: float, verdict: Verdict | None = None
     ) -> dict[str, Any] | None:
         """The trigger's arguments when production must fail over now, else None. With several
-        observers, their ``verdict`` decides whether production is dead, not our detector."""
+        observers, their ``verdict`` decides whether production is dead, not our detector alone;
+        but not while our own latest probes all pass (confirm_failure would cancel the runbook)."""
         production = scenario.detectors["production"]
         episode = self.episodes.get(scenario.name)
-        if not (production.is_dead(now) if verdict is None else verdict.dead):
+        if verdict is None:
+            dead = production.is_dead(now)
+        else:
+            dead = verdict.dead and not production.is_healthy()
+        if not dead:
             scenario.alerted = None
             if episode is not None:
                 await self._recovered(scenario, self.episodes.pop(scenario.name), now)
@@ -226,11 +231,13 @@ class Autopilot:
         self.healthy_since.pop(scenario.name, None)
 
     async def on_switched(
-        self, scenario: Scenario, parts: Parts, now: float
+        self, scenario: Scenario, parts: Parts, now: float, verdict: Verdict | None = None
     ) -> dict[str, Any] | None:
-        """The trigger's arguments when an automatic failback is due, else None."""
+        """The trigger's arguments when an automatic failback is due, else None. With several
+        observers, never while their ``verdict`` is that production is dead."""
         policy = scenario.config.failback
-        if policy.mode != "automatic" or not scenario.detectors["production"].is_healthy():
+        healthy = scenario.detectors["production"].is_healthy()
+        if policy.mode != "automatic" or not healthy or (verdict is not None and verdict.dead):
             self.healthy_since.pop(scenario.name, None)
             return None
         since = self.healthy_since.setdefault(scenario.name, now)

@@ -235,7 +235,7 @@ class Daemon:
             else:
                 await self.pull(scenario, "failover", **kwargs)
         elif scenario.state == "switched":
-            kwargs = await self.autopilot.on_switched(scenario, parts, now)
+            kwargs = await self.autopilot.on_switched(scenario, parts, now, verdict)
             if kwargs is not None:
                 await self.pull(scenario, "failback", **kwargs)
 

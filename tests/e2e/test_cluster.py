@@ -136,6 +136,48 @@ def test_an_observer_that_cannot_reach_production_is_outvoted_and_named(
     assert [e for e in trio.journal() if e["kind"] in ("proposal", "transition")] == []
 
 
+def test_a_leader_that_reaches_production_neither_fails_over_nor_back_against_the_quorum(
+    site: Site, trio: Orchestrators
+) -> None:
+    site.write_config()
+
+    def two_cut_off(name: str, config: dict[str, Any]) -> None:
+        config["scenarios"][0]["failback"] = {"mode": "automatic", "stable_for": "1s"}
+        if name != "a":
+            config["scenarios"][0]["checks"][0]["port"] = free_port()
+
+    trio.write_configs(change=two_cut_off)
+    trio.runners["a"].start_daemon()
+    assert trio.wait_leader() == "a"
+    trio.runners["b"].start_daemon()
+    trio.runners["c"].start_daemon()
+
+    def disagreements(verdict: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in trio.journal()
+            if e["kind"] == "observers_disagree" and e["data"]["verdict"] == verdict
+        ]
+
+    trio.wait_until(lambda: bool(disagreements("dead")), WITHIN, "the quorum sees it dead")
+    assert disagreements("dead")[0]["message"].endswith("2 needed; a disagrees")
+    assert trio.state() == ("running", "production")  # a still reaches it: no failover
+
+    trio.production(signal.SIGKILL)
+    trio.wait_until(lambda: trio.state() == ("switched", "replica"), WITHIN, "failed over")
+    site.power("on", "production")
+    repaired = time.time()
+
+    def healthy_for_a_while() -> bool:  # well past stable_for, in a's own view
+        status, answer = trio.runners["a"].api("GET", "/v1/cluster")
+        view = answer["views"]["web"]["a"] if status == 200 else {"dead": True, "at": 0}
+        return not view["dead"] and not view["failing"] and view["at"] > repaired + 3
+
+    trio.wait_until(healthy_for_a_while, WITHIN, "a sees production healthy for 3 s")
+    assert trio.state() == ("switched", "replica")  # the quorum still sees production dead
+    assert trio.transitions() == ["running -> failing_over", "failing_over -> switched"]
+
+
 def test_with_one_etcd_member_killed_the_cluster_still_fails_over(
     site: Site, trio: Orchestrators, etcd: EtcdCluster
 ) -> None:
