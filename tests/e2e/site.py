@@ -175,6 +175,13 @@ class Site(DaemonRunner):
     def pid(self, name: str) -> int | None:
         return _pid(self.dir, name)
 
+    def running_pid(self, name: str) -> int:
+        """The PID of a server that must be running: never None or 0, which os.kill would take
+        for this test's own process group."""
+        pid = self.pid(name)
+        assert pid, f"{name} is not running"
+        return pid
+
     def start_servers(self) -> None:
         for name in SERVERS:
             self.power("on", name)

@@ -50,7 +50,7 @@ def test_bad_bodies_are_400_and_422(site: Site) -> None:
 def test_switchover_while_a_runbook_runs_is_409(site: Site) -> None:
     site.write_config(delay=1.0)
     site.start_daemon()
-    os.kill(site.pid("production") or 0, signal.SIGKILL)
+    os.kill(site.running_pid("production"), signal.SIGKILL)
     site.wait_state("failing_over")
     status, body = site.api("POST", "/v1/scenarios/web/switchover", {})
     assert status == 409
@@ -93,7 +93,7 @@ def test_pause_keeps_checking_but_takes_no_action(site: Site) -> None:
     site.write_config()
     site.start_daemon()
     assert site.ha("pause", "web").returncode == 0
-    os.kill(site.pid("production") or 0, signal.SIGKILL)
+    os.kill(site.running_pid("production"), signal.SIGKILL)
     site.wait_until(
         lambda: any("production http failed" in e["message"] for e in site.journal()),
         5,

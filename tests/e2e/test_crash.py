@@ -20,7 +20,7 @@ def count(site: Site, kind: str, step: str) -> int:
 def test_sigkill_during_a_step_then_restart_finishes_exactly_once(site: Site, step: str) -> None:
     site.write_config(delay=0.6)
     site.start_daemon()
-    os.kill(site.pid("production") or 0, signal.SIGSTOP)  # hung production
+    os.kill(site.running_pid("production"), signal.SIGSTOP)  # hung production
     site.wait_until(lambda: count(site, "step_started", step) == 1, 20, f"{step} started")
     assert site.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
     finished_before_kill = steps_done(site)
@@ -41,7 +41,7 @@ def test_sigkill_during_a_step_then_restart_finishes_exactly_once(site: Site, st
 def test_a_failing_step_blocks_with_the_reason_and_resumes_where_it_stopped(site: Site) -> None:
     site.write_config(gate=True)
     site.start_daemon()
-    os.kill(site.pid("production") or 0, signal.SIGKILL)
+    os.kill(site.running_pid("production"), signal.SIGKILL)
     site.wait_state("blocked", timeout=30)
 
     status = site.api("GET", "/v1/scenarios/web")[1]

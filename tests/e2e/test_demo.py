@@ -44,7 +44,9 @@ def test_the_demo_fails_over_when_production_is_killed(tmp_path: Path) -> None:
         assert "export HA_CONFIG=" in log.read_text()
         assert "demo-web  running  production 127.0.0.2" in ha("status")
 
-        os.kill(_pid(directory, "production") or 0, signal.SIGKILL)
+        pid = _pid(directory, "production")
+        assert pid, "the demo's production is not running"
+        os.kill(pid, signal.SIGKILL)
         wait_for(lambda: "switched" in ha("status"), 20, "the demo fails over", log)
         assert "replica 127.0.0.3" in ha("status")
         assert (directory / "active-address").read_text().strip() == "127.0.0.3"

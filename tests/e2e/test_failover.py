@@ -32,7 +32,7 @@ def test_dead_production_fails_over_exactly_once(site: Site) -> None:
     site.write_config()
     site.start_daemon()
     site.wait_until(lambda: "http ok" in site.ha("status").stdout, 10, "status shows http ok")
-    os.kill(site.pid("production") or 0, signal.SIGKILL)
+    os.kill(site.running_pid("production"), signal.SIGKILL)
     site.wait_state("switched")
     time.sleep(1)  # the detector keeps seeing production dead: still no second failover
 
@@ -57,7 +57,7 @@ def test_a_blip_below_the_threshold_does_not_fail_over(site: Site) -> None:
         10,
         "production ok",
     )
-    pid = site.pid("production") or 0
+    pid = site.running_pid("production")
     os.kill(pid, signal.SIGSTOP)  # hung: probes time out
     site.wait_until(
         lambda: any(
@@ -83,7 +83,7 @@ def test_a_blip_below_the_threshold_does_not_fail_over(site: Site) -> None:
 def test_manual_mode_alerts_and_waits_for_the_button(site: Site) -> None:
     site.write_config(mode="manual")
     site.start_daemon()
-    os.kill(site.pid("production") or 0, signal.SIGKILL)
+    os.kill(site.running_pid("production"), signal.SIGKILL)
     site.wait_until(
         lambda: any(e["kind"] == "alert" for e in site.journal()), 10, "an alert is journaled"
     )
@@ -105,7 +105,7 @@ def test_manual_mode_alerts_and_waits_for_the_button(site: Site) -> None:
 def test_failback_returns_to_production(site: Site) -> None:
     site.write_config()
     site.start_daemon()
-    os.kill(site.pid("production") or 0, signal.SIGKILL)
+    os.kill(site.running_pid("production"), signal.SIGKILL)
     site.wait_state("switched")
     assert site.pid("production") is None  # fenced
 
@@ -149,11 +149,11 @@ def test_sigterm_stops_the_daemon_cleanly(site: Site) -> None:
 def test_hold_down_after_a_failback_keeps_production_from_flapping(site: Site) -> None:
     site.write_config(hold_down="1m")
     site.start_daemon()
-    os.kill(site.pid("production") or 0, signal.SIGKILL)
+    os.kill(site.running_pid("production"), signal.SIGKILL)
     site.wait_state("switched")
     assert site.ha("failback", "web", "--wait").returncode == 0
 
-    os.kill(site.pid("production") or 0, signal.SIGKILL)
+    os.kill(site.running_pid("production"), signal.SIGKILL)
     site.wait_until(
         lambda: any("hold-down after the last switch" in e["message"] for e in site.journal()),
         10,
