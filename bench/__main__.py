@@ -27,6 +27,7 @@ FULL: dict[str, list[str]] = {
     "dns_redirect": [],
     "group_failover": [],
     "db_failover": ["--runs", "10"],
+    "takeover": [],
 }
 QUICK: dict[str, list[str]] = {
     "failover": ["--runs", "5", "--soak", "60"],
@@ -34,6 +35,7 @@ QUICK: dict[str, list[str]] = {
     "dns_redirect": ["--scenarios", "1000"],
     "group_failover": ["--members", "1", "100"],
     "db_failover": ["--runs", "3"],
+    "takeover": ["--runs", "3"],
 }
 
 
