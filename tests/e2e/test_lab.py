@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 from tests.lab import faults
-from tests.lab.lab import HTTP_PORT, NAME, PRODUCTION, REPLICA, Lab, LabDaemon, running_lab
+from tests.lab.lab import (
+    DB_NAME,
+    HTTP_PORT,
+    NAME,
+    PRODUCTION,
+    REPLICA,
+    Lab,
+    LabDaemon,
+    running_lab,
+)
 from tests.lab.namespaces import LabUnavailable, require_root
 
 BOTH_PRODUCTION = {"primary": {PRODUCTION}, "secondary": {PRODUCTION}}
@@ -28,6 +37,17 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     except LabUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
     with running_lab(tmp_path) as lab:
+        yield lab
+
+
+@pytest.fixture
+def db_lab(tmp_path: Path) -> Iterator[Lab]:
+    """The lab with a PostgreSQL server on production and on the replica too."""
+    try:
+        require_root()
+    except LabUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with running_lab(tmp_path, postgres=True) as lab:
         yield lab
 
 
@@ -73,6 +93,30 @@ def test_dead_production_fails_over_once_and_dns_answers_the_replica(lab: Lab, f
     users_reach_the_replica(lab)
     assert steps_done(lab, "fence_production") == 1
     assert lab.fetch(PRODUCTION) is None  # fenced: production serves no one
+
+
+def test_killed_production_database_fails_over_and_clients_reach_the_replica(db_lab: Lab) -> None:
+    lab = db_lab
+    lab.write_config(failures=3, follow_up="50ms")
+    daemon(lab).start_daemon()
+    where = "select host(inet_server_addr())"
+    assert lab.database_answer(PRODUCTION, where) == PRODUCTION
+
+    faults.kill(lab.postgres["prod"].service)
+    daemon(lab).wait_state("switched", timeout=15, name=DB_NAME)
+
+    assert lab.dns is not None
+    assert lab.dns.answers(DB_NAME) == BOTH_REPLICA
+    assert lab.database_answer(REPLICA, where) == REPLICA
+    assert lab.database_answer(PRODUCTION, where) is None
+    moves = daemon(lab).transitions(DB_NAME)
+    assert [m for m in moves if m.startswith("running -> failing_over")] == [
+        "running -> failing_over"
+    ]
+    assert moves[-1] == "failing_over -> switched"
+    # the web scenario, whose production still serves, is left alone
+    assert daemon(lab).state(NAME) == ("running", "production")
+    assert lab.dns.answers(NAME) == BOTH_PRODUCTION
 
 
 def test_hung_production_confirmed_by_follow_ups_fails_over_once(lab: Lab) -> None:

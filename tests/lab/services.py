@@ -3,6 +3,7 @@
 - :class:`Service`: any command run inside a namespace (``ip netns exec`` execs it, so the PID we
   hold is the server's own); :meth:`Service.stop` resumes a hung process before ending it.
 - :func:`http_server`: ``python -m http.server`` serving a page that names its side.
+- :class:`LabPostgres`: a PostgreSQL server on a side's address.
 - :class:`LabDns`: a BIND9 primary and secondary on 127.0.0.1 of the orchestrator's namespace,
   configured like :mod:`tests.servers.bind` (same zones, key and notify), each with its own port,
   from a temp dir under /tmp that the ``bind`` user owns.
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -38,13 +40,23 @@ from tests.servers.bind import KEY_NAME, NAMED, TSIG_KEYGEN, USER, ZONES, write_
 STOP_TIMEOUT = 5.0
 LOOPBACK = "127.0.0.1"
 DNS_PORTS = {"primary": 5301, "secondary": 5302}
+PG_PORT = 5432
+PG_OWNER = "postgres"
 
 
 class Service:
     """One process inside a namespace, its log in ``log``; :meth:`stop` is idempotent."""
 
-    def __init__(self, network: LabNetwork, ns: str, argv: list[str], log: Path) -> None:
+    def __init__(
+        self,
+        network: LabNetwork,
+        ns: str,
+        argv: list[str],
+        log: Path,
+        stop_signal: signal.Signals = signal.SIGTERM,
+    ) -> None:
         self.network, self.ns, self.argv, self.log = network, ns, argv, log
+        self.stop_signal = stop_signal
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,7 +85,7 @@ class Service:
         if process is None or process.poll() is not None:
             return
         os.kill(process.pid, signal.SIGCONT)
-        os.kill(process.pid, signal.SIGTERM)
+        os.kill(process.pid, self.stop_signal)
         try:
             process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -106,6 +118,73 @@ def http_server(
     service = Service(network, network.ns[side], [*argv, str(port)], root / f"http-{side}.log")
     service.start(lambda: connects(thread, address, port))
     return service
+
+
+class LabPostgres:
+    """PostgreSQL on ``side``'s address inside its namespace: a throwaway cluster in a temp dir
+    under /tmp owned by the ``postgres`` user (initdb and postgres refuse root), started through
+    ``setpriv`` (which execs, so the PID held is the postmaster's own) and stopped by SIGINT, a
+    fast shutdown that ends its backends too. Clients in the lab log in as ``ha`` with
+    ``password``."""
+
+    def __init__(
+        self, network: LabNetwork, thread: NamespaceThread, side: str, root: Path, password: str
+    ) -> None:
+        self.thread, self.address, self.password = thread, LINKS[side].address, password
+        self.bindir = _postgres_bindir()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"ha-lab-pg-{side}-", dir="/tmp"))
+        shutil.chown(self.dir, PG_OWNER, PG_OWNER)
+        data = self.dir / "data"
+        initdb = [str(self.bindir / "initdb"), "-D", str(data), "-U", PG_OWNER, "-A", "trust"]
+        _as_postgres([*initdb, "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"])
+        (data / "pg_hba.conf").write_text(
+            f"local all all trust\nhost all all {LINKS[side].orch_address}/32 scram-sha-256\n"
+        )
+        argv = [
+            *("setpriv", f"--reuid={PG_OWNER}", f"--regid={PG_OWNER}", "--init-groups", "--"),
+            *(str(self.bindir / "postgres"), "-D", str(data), "-k", str(self.dir)),
+            *("-h", self.address, "-p", str(PG_PORT), "-c", "fsync=off"),
+        ]
+        self.service = Service(
+            network, network.ns[side], argv, root / f"postgres-{side}.log", signal.SIGINT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.service.pid
+
+    def start(self) -> None:
+        self.service.start(lambda: connects(self.thread, self.address, PG_PORT))
+        self.sql(f"do $$ begin if not exists (select from pg_roles where rolname = 'ha') then"
+                 f" create role ha login password '{self.password}'; end if; end $$")  # fmt: skip
+
+    def sql(self, statement: str) -> None:
+        """Run SQL as the superuser over the unix socket (the file system is shared)."""
+        psql = [str(self.bindir / "psql"), "-h", str(self.dir), "-p", str(PG_PORT)]
+        _as_postgres([*psql, "-U", PG_OWNER, "-d", "postgres", "-v", "ON_ERROR_STOP=1",
+                      "-c", statement])  # fmt: skip
+
+    def close(self) -> None:
+        self.service.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _postgres_bindir() -> Path:
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+        key=lambda path: int(Path(path).parents[1].name.split(".")[0]),
+    )
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: run `./run test`, which installs it")
+    return Path(found[-1]).parent
+
+
+def _as_postgres(argv: list[str]) -> None:
+    done = subprocess.run(
+        ["runuser", "-u", PG_OWNER, "--", *argv], capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")
 
 
 class LabDns:
