@@ -1,7 +1,7 @@
 """Every benchmark, one after the other, then one table of their headline figures and targets.
 
-    .venv/bin/python -m bench                 # the issues' runs: ~25 minutes (a 10-minute soak)
-    .venv/bin/python -m bench --quick         # fewer runs and a 1-minute soak: ~8 minutes
+    .venv/bin/python -m bench                 # the issues' runs: ~18 minutes (a 10-minute soak)
+    .venv/bin/python -m bench --quick         # fewer runs and a 1-minute soak: ~5 minutes
     .venv/bin/python -m bench --only failover dns_redirect
 
 Each benchmark runs as its own process and prints its own table as it goes (see bench/README.md
