@@ -45,8 +45,9 @@ class CheckConfig(BaseModel):
         gt=0,
         description=(
             "while in doubt (the last probe failed, or one is still unanswered this long), start"
-            " the next probe this soon after the previous one, without waiting for it to end;"
-            " failures in a row then span (failures - 1) x follow_up: a shorter blip is tolerated"
+            " the next probe this soon after the previous one, without waiting for it to end,"
+            " for at most one interval until a probe passes; failures in a row then span"
+            " (failures - 1) x follow_up: a shorter blip is tolerated"
         ),
     )
     side: Literal["both", "production", "replica"] = Field(

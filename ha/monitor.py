@@ -8,7 +8,10 @@ Scheduling lag (how late a probe started against its due time) is counted for th
 A check with ``follow_up`` is probed faster while it is in doubt: when its newest result failed,
 or when a probe is still unanswered ``follow_up`` after it started (a hung server or a cut link
 answers nothing until the timeout), the next probe starts ``follow_up`` after the previous one,
-without waiting for it to end. Several probes may then be in flight; results are handed on in the
+without waiting for it to end. The burst lasts at most one interval from the first doubt: a
+server that stays dead is then probed at the interval again (a site-wide outage must not turn
+every check into a flood), until a probe passes and a later doubt may burst again. Several
+probes may be in flight; results are handed on in the
 order they arrive, except that a result arriving after that of a probe started later is dropped,
 so that the detector counts failures in a row as the probes saw them.
 """
@@ -45,6 +48,7 @@ class _Job:
         "side",
         "started",
         "tasks",
+        "until",
     )
 
     def __init__(self, scenario: str, side: Side, label: str, check: Check) -> None:
@@ -59,6 +63,7 @@ class _Job:
         self.newest = 0.0  # when the probe of the latest result handed on started
         self.doubt = False  # the latest result handed on failed
         self.checkpoint = False  # the timer looks for doubt, rather than starting a probe
+        self.until: float | None = None  # follow-ups may start until then (a burst in progress)
 
 
 @dataclass
@@ -112,13 +117,19 @@ class Monitor:
     def _fire(self, job: _Job) -> None:
         job.handle = None
         config = job.check.config
-        if job.checkpoint and not job.doubt and not job.tasks:
-            job.checkpoint = False  # all answered and well: back to the regular interval
-            next_due = job.started + config.interval * (1 + random.uniform(-JITTER, JITTER))
-            self._schedule(job, max(0.0, next_due - self._loop.time()))
-            return
-        self.lag.add(self._loop.time() - job.due)
-        job.started = self._loop.time()
+        now = self._loop.time()
+        if job.checkpoint:
+            if not job.doubt and not job.tasks:
+                job.until = None  # all answered and well: a later doubt may burst again
+            elif job.until is None:
+                job.until = now + config.interval  # the first doubt: a burst begins
+            if job.until is None or now >= job.until:
+                job.checkpoint = False  # back to the regular interval
+                next_due = job.started + config.interval * (1 + random.uniform(-JITTER, JITTER))
+                self._schedule(job, max(0.0, next_due - now))
+                return
+        self.lag.add(now - job.due)
+        job.started = now
         task = self._loop.create_task(self._probe(job, job.started))
         job.tasks.add(task)
         task.add_done_callback(job.tasks.discard)

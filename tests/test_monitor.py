@@ -85,6 +85,21 @@ async def test_a_hung_server_gets_overlapping_follow_ups(
     assert all(r.detail == "timed out after 0.4s" for r in results[1:4])
 
 
+async def test_a_server_that_stays_hung_gets_one_burst_then_the_interval(
+    web: WebServer, watch: Callable[..., Results]
+) -> None:
+    results = watch(web, interval="250ms", timeout="3s", follow_up="25ms")
+    await wait_for(lambda: len(results) == 1, 3, "the first probe answered")
+    web.reply = Reply(delay=10.0)
+    await wait_for(lambda: len(web.hosts) >= 2, 3, "the next regular probe started")
+    seen = len(web.hosts)
+    await asyncio.sleep(1.5)
+
+    # A burst of follow-ups for one interval (~10), then one probe per interval (~5 more);
+    # not one every 25 ms for as long as the server stays hung (60).
+    assert 8 <= len(web.hosts) - seen <= 22
+
+
 async def test_without_follow_up_one_probe_at_a_time(
     web: WebServer, watch: Callable[..., Results]
 ) -> None:
