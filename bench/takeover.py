@@ -26,26 +26,10 @@ from bench.summary import Figure, add_option, write
 from ha.config import ClusterConfig
 from tests.e2e.cluster_site import Orchestrators
 from tests.e2e.site import Site
-from tests.servers.etcd import EtcdCluster, EtcdMember
-from tests.servers.ports import free_port
+from tests.servers.etcd import start_etcd
 
 CHECK_INTERVAL = 0.2  # the site's check interval (Site.write_config)
 WITHIN = 120.0
-
-
-def start_etcd(root: Path) -> EtcdCluster:
-    ports: set[int] = set()
-    while len(ports) < 9:
-        ports.add(free_port())
-    it = iter(sorted(ports))
-    members = [EtcdMember(f"m{i}", next(it), next(it), next(it), root / f"m{i}") for i in range(3)]
-    cluster = EtcdCluster(members, root)
-    try:
-        cluster.start()
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
 
 
 def current_leader(trio: Orchestrators) -> str:

@@ -196,6 +196,19 @@ def etcd_cluster() -> Iterator[EtcdCluster]:
                 f"{binary} is missing: run `./run test`, which installs etcd", pytrace=False
             )
     root = Path(tempfile.mkdtemp(prefix="ha-test-etcd-", dir="/tmp"))
+    try:
+        cluster = start_etcd(root)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def start_etcd(root: Path) -> EtcdCluster:
+    """Three members on free loopback ports, data under ``root``, all answering; stopped again
+    (by PID) if any fails to start."""
     ports: set[int] = set()
     while len(ports) < 9:
         ports.add(free_port())
@@ -204,10 +217,10 @@ def etcd_cluster() -> Iterator[EtcdCluster]:
     cluster = EtcdCluster(members, root)
     try:
         cluster.start()
-        yield cluster
-    finally:
+    except BaseException:
         cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return cluster
 
 
 @pytest.fixture
