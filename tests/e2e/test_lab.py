@@ -30,25 +30,24 @@ BOTH_PRODUCTION = {"primary": {PRODUCTION}, "secondary": {PRODUCTION}}
 BOTH_REPLICA = {"primary": {REPLICA}, "secondary": {REPLICA}}
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+def _lab(tmp_path: Path, postgres: bool = False) -> Iterator[Lab]:
     try:
         require_root()
     except LabUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
-    with running_lab(tmp_path) as lab:
+    with running_lab(tmp_path, postgres=postgres) as lab:
         yield lab
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    yield from _lab(tmp_path)
 
 
 @pytest.fixture
 def db_lab(tmp_path: Path) -> Iterator[Lab]:
     """The lab with a PostgreSQL server on production and on the replica too."""
-    try:
-        require_root()
-    except LabUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with running_lab(tmp_path, postgres=True) as lab:
-        yield lab
+    yield from _lab(tmp_path, postgres=True)
 
 
 def daemon(lab: Lab) -> LabDaemon:
