@@ -138,6 +138,10 @@ class FailoverPolicy(Model):
         0.0, description="wait this long after production is declared dead; recovery cancels"
     )
 
+    def dead(self, down: int, checks: int) -> bool:
+        """Whether ``down`` of a side's ``checks`` make it dead, as ``require`` says."""
+        return down == checks if self.require == "all" else down > 0
+
 
 class FailbackPolicy(Model):
     mode: Literal["manual", "automatic"] = Field(

@@ -61,8 +61,7 @@ class Detector:
     def is_dead(self, now: float) -> bool:
         if not self.checks:
             return False
-        down = len(self.down(now))
-        return down == len(self.checks) if self.policy.require == "all" else down > 0
+        return self.policy.dead(len(self.down(now)), len(self.checks))
 
     def is_healthy(self) -> bool:
         """Every check passed its latest probe."""

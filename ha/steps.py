@@ -182,9 +182,7 @@ def _confirm_failure(parts: Parts, force: bool) -> Step:
             age = format_duration(time.time() - max(r.at for r in latest.values()))
             return f"production failed its latest probes ({age} ago): {summary(latest)}"
         results = await parts.probe("production")
-        failed = [label for label, r in results.items() if not r.ok]
-        dead = len(failed) == len(results) if policy.require == "all" else bool(failed)
-        if dead:
+        if policy.dead(sum(not r.ok for r in results.values()), len(results)):
             return f"production fails: {summary(results)}"
         if force:
             return f"forced: production still answers: {summary(results)}"
@@ -215,8 +213,7 @@ def _latest_failures(parts: Parts) -> dict[str, CheckResult] | None:
         spacing = config.follow_up or config.interval
         if state.last is not None and not state.last.ok and now - state.last.at <= spacing:
             failed[label] = state.last
-    dead = len(failed) == len(checks) if policy.require == "all" else bool(failed)
-    return failed if checks and dead else None
+    return failed if checks and policy.dead(len(failed), len(checks)) else None
 
 
 def _power_step(
