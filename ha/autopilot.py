@@ -225,6 +225,11 @@ class Autopilot:
             )
         )
 
+    def unsettled(self) -> set[str]:
+        """Scenarios whose decision may change by time alone: in an episode (grace period,
+        hold-down, recovery block, budget), or waiting for production to stay healthy."""
+        return self.episodes.keys() | self.healthy_since.keys()
+
     def forget(self, scenario: Scenario) -> None:
         """The scenario changed state: its episode (if any) is over."""
         self.episodes.pop(scenario.name, None)

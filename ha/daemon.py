@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from checks import Check, CheckResult
+from ha.agenda import Agenda
 from ha.ar_runner import RecoveryTests
 from ha.autopilot import Autopilot
 from ha.cluster import Cluster
@@ -82,6 +83,9 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.intents: asyncio.Queue[Intent] = asyncio.Queue()
         self._status = ""
+        self._recount = True  # a scenario changed state: count the states again for the log
+        self.agenda = Agenda()
+        self.position: dict[str, int] = {}  # scenario: its place in the config (evaluation order)
         self.monitor = Monitor(self._on_result)
         # Told every check result (metrics); each must be quick and must not block.
         self.result_listeners: list[Callable[[str, Side, str, CheckResult], None]] = []
@@ -112,6 +116,7 @@ class Daemon:
             self.machine.add_model(scenario, initial=scenario.record.state)
             scenario.on_transition = self._after_transition
             self.scenarios[config.name] = scenario
+            self.position[config.name] = len(self.position)
             self.checks[config.name] = build_checks(config)
             self.parts[config.name] = Parts(
                 scenario=scenario,
@@ -120,8 +125,10 @@ class Daemon:
                 probe=self._prober(config.name),
                 proposal=self._proposal_of(config.name),
             )
+            self.readback.watch(self.parts[config.name])
             if scenario.state != "stopped":
                 self.monitor.watch(config.name, self.checks[config.name])
+        self.agenda.mark(*self.scenarios)
         if self.cluster is None:
             await take_charge(self, records, "after a restart")
         else:
@@ -191,12 +198,14 @@ class Daemon:
             await side_by_side(reports, lambda r: r[0], lambda r: self._apply_report(*r))
         while not self.intents.empty():
             intents = [self.intents.get_nowait() for _ in range(self.intents.qsize())]
+            self.agenda.mark(*(i.scenario for i in intents if i.scenario in self.scenarios))
             await side_by_side(intents, intent_lane, lambda i: apply_intent(self, i))
-        for scenario in self.scenarios.values():
-            await self._evaluate(scenario, now, verdicts.get(scenario.name))
+        unsettled = self.scenarios if self.cluster is not None else self.autopilot.unsettled()
+        for name in sorted(self.agenda.take(now, unsettled), key=self.position.__getitem__):
+            await self._evaluate(self.scenarios[name], now, verdicts.get(name))
         if self.cluster is not None:
             await resume_runbooks(self, "after an interrupted write")
-        self.readback.schedule(self.scenarios, now)
+        self.readback.schedule(now)
         await self.tests.tick(now)
         if self.discovery.is_due(now):
             self.background.spawn(self.discovery.run())
@@ -217,6 +226,7 @@ class Daemon:
     async def _evaluate(self, scenario: Scenario, now: float, verdict: Verdict | None) -> None:
         group = self.config.group_of(scenario.name)
         if scenario.record.paused or (group is not None and self.groups.operation(group.name)):
+            self.agenda.mark(scenario.name)  # not evaluated: the next cycle looks again
             return
         parts = self.parts[scenario.name]
         split = scenario.split_reason() if scenario.state in ("running", "switched") else None
@@ -226,6 +236,7 @@ class Daemon:
         if scenario.state == "running":
             kwargs = await self.autopilot.on_running(scenario, parts, now, verdict)
             if kwargs is None:
+                self.agenda.at(scenario.name, scenario.detectors["production"].expires_at(now))
                 return
             if group is not None and group.failover == "together":
                 self.groups.start(GroupCommand(group, "failover", "detector"))
@@ -249,6 +260,9 @@ class Daemon:
 
     async def _after_transition(self, scenario: Scenario, trigger: str, source: str) -> None:
         self.autopilot.forget(scenario)
+        self.agenda.mark(scenario.name)
+        self.agenda.at(scenario.name, None)
+        self._recount = True
         if scenario.state == "stopped":
             self.monitor.unwatch(scenario.name)
         else:
@@ -404,12 +418,17 @@ class Daemon:
         scenario = self.scenarios[name]
         if label == ACTIVE_CHECK:
             scenario.acting[side] = result
+            self.agenda.mark(name)
             if result.ok:
                 self.wake.set()
             return
         detector = scenario.detectors[side]
         was_dead = detector.is_dead(result.at)
-        if detector.record(label, result) and self.in_charge and not self.deposed:
+        changed = detector.record(label, result)
+        dead = detector.is_dead(result.at)
+        if changed or dead != was_dead:
+            self.agenda.mark(name)
+        if changed and self.in_charge and not self.deposed:
             await self.store.append(
                 JournalEvent(
                     kind="check",
@@ -418,12 +437,15 @@ class Daemon:
                     data={"side": side, "check": label, "ok": result.ok, "latency": result.latency},
                 )
             )
-        if detector.is_dead(result.at) != was_dead:
+        if dead != was_dead:
             self.wake.set()
 
     # Status.
 
     def _report_status(self) -> None:
+        if not self._recount:
+            return
+        self._recount = False
         states = Counter(s.state for s in self.scenarios.values())
         status = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
         if status != self._status:

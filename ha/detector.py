@@ -55,6 +55,15 @@ class Detector:
             return now - (check.last_ok_at or self.since) >= dead_after
         return False
 
+    def expires_at(self, now: float) -> float | None:
+        """The next time after ``now`` at which a check goes down by its is-alive timeout alone,
+        with no new result; None without ``dead_after``, or when every check is down already."""
+        dead_after = self.policy.dead_after
+        if dead_after is None:
+            return None
+        times = [(c.last_ok_at or self.since) + dead_after for c in self.checks.values()]
+        return min((t for t in times if t > now), default=None)
+
     def down(self, now: float) -> list[str]:
         return [label for label in self.checks if self.is_down(label, now)]
 

@@ -26,15 +26,19 @@ class ReadBack:
     ) -> None:
         self.parts = parts
         self.report = report  # (scenario, trigger, reason, the active side it was read against)
-        self.due: dict[str, float] = {}
+        self.due: dict[str, float] = {}  # the scenarios watched: the next read
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def schedule(self, scenarios: Mapping[str, Scenario], now: float) -> None:
-        for name, scenario in scenarios.items():
+    def watch(self, parts: Parts) -> None:
+        """Read a scenario's redirections back every ``split.redirect_interval``, if it has both."""
+        if parts.scenario.config.split.redirect_interval is not None and parts.redirectors:
+            self.due[parts.scenario.name] = 0.0
+
+    def schedule(self, now: float) -> None:
+        for name, due in self.due.items():
+            scenario = self.parts[name].scenario
             interval = scenario.config.split.redirect_interval
-            if scenario.state not in ("running", "switched") or interval is None:
-                continue
-            if not self.parts[name].redirectors or now < self.due.get(name, 0.0):
+            if now < due or scenario.state not in ("running", "switched") or interval is None:
                 continue
             self.due[name] = now + interval
             task = asyncio.create_task(self._read(scenario))

@@ -60,3 +60,14 @@ def test_record_reports_only_changes_of_ok_and_reset_forgets() -> None:
     detector.reset(4)
     assert detector.is_dead(4) is False
     assert detector.record("tcp", result(False, 5)) is False
+
+
+def test_expires_at_is_when_the_is_alive_timeout_runs_out_with_no_new_result() -> None:
+    detector = Detector(FailoverPolicy(failures=100, dead_after=10), ["tcp", "http"], now=0)
+    assert detector.expires_at(0) == 10  # counted from when watching began
+    detector.record("tcp", result(True, 5))
+    detector.record("http", result(True, 7))
+    assert detector.expires_at(7) == 15
+    assert detector.expires_at(15) == 17  # tcp is down already: http next
+    assert detector.expires_at(17) is None
+    assert Detector(FailoverPolicy(failures=3), ["tcp"], now=0).expires_at(0) is None

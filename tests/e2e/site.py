@@ -198,9 +198,10 @@ class Site(DaemonRunner):
         delay: float = 0.0,
         fence: bool = True,
         gate: bool = False,
+        dead_after: str | None = None,
     ) -> Path:
         """``delay``: power and redirect commands take this long; ``gate``: redirecting fails
-        until the file ``redirect-allowed`` exists."""
+        until the file ``redirect-allowed`` exists; ``dead_after``: the is-alive timeout."""
 
         def slow(command: list[str]) -> list[str]:
             if not delay:
@@ -241,7 +242,12 @@ class Site(DaemonRunner):
                             "timeout": "150ms",
                         }
                     ],
-                    "failover": {"mode": mode, "failures": failures, "hold_down": hold_down},
+                    "failover": {
+                        "mode": mode,
+                        "failures": failures,
+                        "hold_down": hold_down,
+                        **({"dead_after": dead_after} if dead_after else {}),
+                    },
                     "fence": fence,
                     "runbook": {
                         "healthy_timeout": "10s",

@@ -80,6 +80,19 @@ def test_a_blip_below_the_threshold_does_not_fail_over(site: Site) -> None:
     assert site.transitions() == []
 
 
+def test_the_is_alive_timeout_fails_over_with_no_change_in_the_results(site: Site) -> None:
+    # 100 failures in a row would take 20 s; after the first failure every result is the same,
+    # so only the daemon's timed evaluation (ha.agenda) sees production go dead at 1 s.
+    site.write_config(failures=100, interval="200ms", dead_after="1s")
+    site.start_daemon()
+    site.wait_until(lambda: "http ok" in site.ha("status").stdout, 10, "status shows http ok")
+    os.kill(site.running_pid("production"), signal.SIGKILL)
+    site.wait_state("switched", timeout=8)
+
+    failover = next(e for e in site.journal() if e["kind"] == "transition")
+    assert "production dead: http down" in failover["message"]
+
+
 def test_manual_mode_alerts_and_waits_for_the_button(site: Site) -> None:
     site.write_config(mode="manual")
     site.start_daemon()
