@@ -126,9 +126,14 @@ class Daemon:
                 proposal=self._proposal_of(config.name),
             )
             self.readback.watch(self.parts[config.name])
-            if scenario.state != "stopped":
-                self.monitor.watch(config.name, self.checks[config.name])
         self.agenda.mark(*self.scenarios)
+        # Building took a while (seconds at 10,000 scenarios): let the loop read its clock again,
+        # so that first probes spread over the interval from now, not from a time long past
+        # (they would all be due at once, and stay bunched together interval after interval).
+        await asyncio.sleep(0)
+        for name, scenario in self.scenarios.items():
+            if scenario.state != "stopped":
+                self.monitor.watch(name, self.checks[name])
         if self.cluster is None:
             await take_charge(self, records, "after a restart")
         else:
