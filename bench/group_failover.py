@@ -5,6 +5,7 @@ redirector on a real BIND9 primary and secondary.
     .venv/bin/python -m bench.group_failover              # N = 1, 10, 100
     .venv/bin/python -m bench.group_failover --members 1 50
 
+The daemon runs on the service's event loop (uvloop; ``HA_EVENT_LOOP=asyncio`` for asyncio's).
 Each member's servers are 127.0.0.2 (production) and 127.0.0.3 (replica), with a tcp check of a
 listener this benchmark runs on both. The time is from the group command to the group report
 (every member switched: fenced, activated, healthy, redirected and verified at both DNS servers).
@@ -31,6 +32,7 @@ from ha.commands import Intent
 from ha.config import parse_config
 from ha.daemon import Daemon
 from ha.logs import configure_logging
+from ha.service import event_loop_factory
 
 PRODUCTION, REPLICA = "127.0.0.2", "127.0.0.3"
 TARGET_RATIO = 2.0
@@ -184,9 +186,10 @@ def main() -> None:
     print(f"{'members':>8} {'seconds':>8} {'vs 1':>6}")
     times: dict[int, float] = {}
     for members in args.members:
-        times[members] = asyncio.run(
-            measure(members, machines=not args.no_machines, batched=not args.one_by_one)
-        )
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # the service's loop
+            times[members] = runner.run(
+                measure(members, machines=not args.no_machines, batched=not args.one_by_one)
+            )
         ratio = times[members] / times[args.members[0]]
         print(f"{members:>8} {times[members]:>8.3f} {ratio:>6.2f}", flush=True)
     first, last = args.members[0], args.members[-1]
