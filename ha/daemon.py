@@ -127,13 +127,6 @@ class Daemon:
             )
             self.readback.watch(self.parts[config.name])
         self.agenda.mark(*self.scenarios)
-        # Building took a while (seconds at 10,000 scenarios): let the loop read its clock again,
-        # so that first probes spread over the interval from now, not from a time long past
-        # (they would all be due at once, and stay bunched together interval after interval).
-        await asyncio.sleep(0)
-        for name, scenario in self.scenarios.items():
-            if scenario.state != "stopped":
-                self.monitor.watch(name, self.checks[name])
         if self.cluster is None:
             await take_charge(self, records, "after a restart")
         else:
@@ -168,7 +161,18 @@ class Daemon:
         self.wake.set()
 
     async def serve(self) -> None:
-        """Run cycles until ``request_stop``."""
+        """Start probing, then run cycles until ``request_stop``.
+
+        Probing starts here, not in ``start``: what comes between (building 10,000 scenarios
+        takes seconds, the service then freezes the heap out of the garbage collector, ~1 s)
+        holds the loop, and probes started before would all be overdue together afterwards and
+        stay bunched interval after interval (±5% jitter spreads them slowly): a congested loop
+        that never catches up. The loop reads its clock again first (uvloop's stands still while
+        the loop is held), so that first probes spread over the interval from now."""
+        await asyncio.sleep(0)
+        for name, scenario in self.scenarios.items():
+            if scenario.state != "stopped":
+                self.monitor.watch(name, self.checks[name])
         while not self.stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), TICK)
