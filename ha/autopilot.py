@@ -1,4 +1,5 @@
-"""The autopilot: what the daemon decides on its own, once per cycle, for each scenario.
+"""The autopilot: what the daemon decides on its own for a scenario the cycle evaluates
+(``ha.agenda`` says which).
 
 running, production dead: alert (manual mode, hold-down, recovery block, dead replica), or write a
 *proposal* (what it would do and why) and then, unless observing (observe mode, global

@@ -2,7 +2,8 @@
 
 Checks feed detectors from the monitor; operator commands arrive as intents; runbooks run as
 background tasks and report back. Only the loop triggers transitions, so two operators and the
-detector cannot race each other. Status is logged once per cycle, and only when it changed.
+detector cannot race each other. A cycle evaluates the scenarios its agenda names (``ha.agenda``),
+not all of them. Status is logged once per cycle, and only when it changed.
 
 With an etcd state (``ha.cluster``) several daemons share the store: every one checks and
 publishes its views each cycle; only the leader acts (runbooks, autopilot, groups, Assured
