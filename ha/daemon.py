@@ -270,9 +270,7 @@ class Daemon:
 
     async def _after_transition(self, scenario: Scenario, trigger: str, source: str) -> None:
         self.autopilot.forget(scenario)
-        self.agenda.mark(scenario.name)
-        self.agenda.at(scenario.name, None)
-        self._recount = True
+        self.state_changed(scenario.name)
         if scenario.state == "stopped":
             self.monitor.unwatch(scenario.name)
         else:
@@ -296,6 +294,13 @@ class Daemon:
         if trigger == "finish":
             after = hooks.post_failback if source == "failing_back" else hooks.post_failover
             self.background.fire(after, event, env, self._hook_report)
+
+    def state_changed(self, name: str) -> None:
+        """A scenario's state changed (a transition, or the leader's word): evaluate it next
+        cycle, and count the states again for the status line."""
+        self.agenda.mark(name)
+        self.agenda.at(name, None)
+        self._recount = True
 
     def prepare(self, scenarios: Iterable[Scenario]) -> None:
         """In the background: redirectors of scenarios with production active get ready for a

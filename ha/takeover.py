@@ -137,6 +137,7 @@ def follow(daemon: Daemon, records: Mapping[str, ScenarioRecord]) -> None:
         scenario.record = record
         if scenario.state != record.state:
             daemon.machine.set_state(record.state, model=scenario)
+            daemon.state_changed(name)
             if record.state == "stopped":
                 daemon.monitor.unwatch(name)
             else:
