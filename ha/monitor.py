@@ -8,7 +8,9 @@ Scheduling lag (how late a probe started against its due time) is counted for th
 Timers are shared: a due time is rounded up to the next ``SLOT`` (2 ms), and each slot has one
 loop timer and a list of the checks due in it, so that ten thousand checks a second cost a few
 hundred loop timers a second, not ten thousand (each a handle, a libuv timer and a context that
-live for an interval and that the garbage collector walks again and again).
+live for an interval and that the garbage collector walks again and again). Timeouts too: a
+probe runs without a timer of its own (``Check.probe_untimed``); the slot its timeout falls in
+cancels it if it is still running, and it reports that it timed out.
 
 A check with ``follow_up`` is probed faster while it is in doubt: when its newest result failed,
 or when a probe is still unanswered ``follow_up`` after it started (a hung server or a cut link
@@ -65,7 +67,7 @@ class _Job:
         self.check = check
         self.due = 0.0  # when the next probe (or checkpoint) is due
         self.slot: int | None = None  # the timer slot it waits in; None: none (unwatched)
-        self.tasks: set[asyncio.Task[None]] = set()  # probes in flight
+        self.tasks: dict[asyncio.Task[None], float] = {}  # probes in flight: when each started
         self.started = 0.0  # when the latest probe started
         self.newest = 0.0  # when the probe of the latest result handed on started
         self.doubt = False  # the latest result handed on failed
@@ -96,6 +98,8 @@ class Monitor:
         self.lag = LagStats()
         self._loop = asyncio.get_running_loop()
         self._slots: dict[int, list[_Job]] = {}  # slot: the jobs due in it
+        self._deadlines: dict[int, list[_Job]] = {}  # slot: jobs with a probe timing out in it
+        self._expired: set[asyncio.Task[None]] = set()  # probes cancelled for their timeout
 
     def watch(self, scenario: str, checks: Iterable[tuple[Side, str, Check]]) -> None:
         """Start probing a scenario's checks. Idempotent."""
@@ -150,15 +154,40 @@ class Monitor:
                 return
         self.lag.add(now - job.due)
         job.started = now
-        task = self._loop.create_task(self._probe(job, job.started))
-        job.tasks.add(task)
+        task = self._loop.create_task(self._probe(job, now))
+        job.tasks[task] = now
+        slot = math.ceil((now + config.timeout) / SLOT)
+        jobs = self._deadlines.get(slot)
+        if jobs is None:
+            jobs = self._deadlines[slot] = []
+            self._loop.call_at(slot * SLOT, self._expire_slot, slot)
+        jobs.append(job)
         if config.follow_up is not None:
             job.checkpoint = True
             self._schedule(job, min(config.follow_up, config.interval))
 
+    def _expire_slot(self, slot: int) -> None:
+        """Cancel the probes whose timeout ran out by this slot; each reports it timed out."""
+        end = slot * SLOT
+        for job in self._deadlines.pop(slot):
+            timeout = job.check.config.timeout
+            for task, started in job.tasks.items():
+                if started + timeout <= end and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
+
     async def _probe(self, job: _Job, started: float) -> None:
-        result = await job.check.probe()
-        job.tasks.discard(asyncio.current_task())  # answered: handing it on is not being late
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            result = await job.check.probe_untimed()
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise  # unwatched, or the loop is closing
+            task.uncancel()
+            result = job.check.timed_out(self._loop.time() - started)
+        self._expired.discard(task)  # also when the check went on regardless of the cancel
+        del job.tasks[task]  # answered: handing it on is not being late
         if job not in self.jobs.get(job.scenario, ()):
             return
         if job.check.config.follow_up is None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from checks import CheckResult
+from checks import Check, CheckConfig, CheckResult
 from checks.http import HttpCheck
 from ha.monitor import Monitor
 from ha.store import Side
@@ -124,3 +124,56 @@ async def test_a_failure_overtaken_by_a_newer_success_is_dropped(
 
     assert results
     assert all(r.ok for r in results)  # its late failure never counted
+
+
+class Stuck(Check):
+    """A check whose probe never ends by itself (no timer of its own either): only a cancel
+    ends it. It counts the probes cancelled."""
+
+    kind: ClassVar[str] = "stuck"
+    Config: ClassVar[type[CheckConfig]] = CheckConfig
+    cancelled = 0
+
+    async def attempt(self) -> str:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.cancelled += 1
+        return "never"
+
+
+async def test_the_monitor_cancels_a_probe_at_its_timeout_and_reports_it() -> None:
+    results: Results = []
+
+    async def on_result(scenario: str, side: Side, label: str, result: CheckResult) -> None:
+        results.append(result)
+
+    monitor = Monitor(on_result)
+    check = Stuck(CheckConfig(kind="stuck", interval=0.2, timeout=0.15), "127.0.0.2")
+    monitor.watch("s1", [("production", "stuck", check)])
+    try:
+        await wait_for(lambda: len(results) >= 3, 3, "three probes timed out")
+    finally:
+        monitor.close()
+
+    assert {(r.ok, r.detail) for r in results} == {(False, "timed out after 0.15s")}
+    assert all(0.15 <= r.latency < 0.25 for r in results), [r.latency for r in results]
+    assert check.cancelled >= 3
+
+
+async def test_unwatching_cancels_the_probe_in_flight_and_hands_nothing_on() -> None:
+    results: Results = []
+
+    async def on_result(scenario: str, side: Side, label: str, result: CheckResult) -> None:
+        results.append(result)
+
+    monitor = Monitor(on_result)
+    check = Stuck(CheckConfig(kind="stuck", interval=0.05, timeout=5), "127.0.0.2")
+    monitor.watch("s1", [("production", "stuck", check)])
+    (job,) = monitor.jobs["s1"]
+    await wait_for(lambda: bool(job.tasks), 1, "a probe started")
+    monitor.unwatch("s1")
+    await asyncio.sleep(0.05)
+
+    assert check.cancelled == 1
+    assert results == []
