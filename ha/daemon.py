@@ -444,7 +444,7 @@ class Daemon:
         if changed or dead != was_dead:
             self.agenda.mark(name)
         if changed and self.in_charge and not self.deposed:
-            await self.store.append(
+            self.store.note(
                 JournalEvent(
                     kind="check",
                     scenario=name,

@@ -224,3 +224,34 @@ async def test_a_closed_store_refuses_with_store_error(new_store: StoreFactory) 
         await store.append(event())
     with pytest.raises(StoreError):
         await store.events()
+
+
+async def test_a_noted_event_takes_its_place_before_later_writes(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    await store.open()
+    try:
+        store.note(event(message="noted 1", scenario="s1"))
+        store.note(event(message="noted 2", scenario="s1"))
+        saved = await store.append(event(message="appended", scenario="s1"))
+        store.note(event(message="noted last", scenario="s1"))
+        assert saved.id == 3
+        assert [e.message for e in await store.events()][:3] == ["noted 1", "noted 2", "appended"]
+    finally:
+        await store.close()  # writes the last one
+
+    reopened = new_store()
+    await reopened.open()
+    try:
+        found = [(e.id, e.message) for e in await reopened.events()]
+    finally:
+        await reopened.close()
+    assert found == [(1, "noted 1"), (2, "noted 2"), (3, "appended"), (4, "noted last")]
+
+
+async def test_noting_on_a_closed_store_refuses_with_store_error(store: Store) -> None:
+    await store.close()
+
+    with pytest.raises(StoreError, match="not open"):
+        store.note(event(message="too late"))

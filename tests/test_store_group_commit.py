@@ -7,6 +7,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from ha.store import JournalEvent, ScenarioRecord
 from ha.store.sqlite import SqliteStore
 
@@ -97,16 +99,21 @@ async def test_a_failed_commit_fails_every_write_in_it_and_the_next_ones_go_on(
     await store.open()
     with sqlite3.connect(path) as other:
         other.execute("alter table journal rename to journal_away")
-    failed = await asyncio.gather(
-        *(store.append(JournalEvent(kind="check", message=str(n))) for n in range(5)),
-        return_exceptions=True,
-    )
+    with capture_logs() as logs:
+        store.note(JournalEvent(kind="check", message="noted"))
+        failed = await asyncio.gather(
+            *(store.append(JournalEvent(kind="check", message=str(n))) for n in range(5)),
+            return_exceptions=True,
+        )
     with sqlite3.connect(path) as other:
         other.execute("alter table journal_away rename to journal")
     saved = await store.append(JournalEvent(kind="check", message="after"))
     await store.close()
 
     assert [type(e).__name__ for e in failed] == ["StoreError"] * 5
+    lost = [entry for entry in logs if entry["event"] == "journal events lost"]
+    assert [(e["events"], e["log_level"]) for e in lost] == [(1, "error")]
+    assert "no such table: journal" in lost[0]["error"]
     assert str(failed[0]).startswith("cannot append to the journal: no such table: journal")
     assert [e.message for e in await reopened_events(path)] == ["after"]
     assert saved.message == "after"

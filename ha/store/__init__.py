@@ -79,6 +79,14 @@ class Store(ABC):
         """Append one event; return it with its id. Not idempotent: each call adds an entry."""
 
     @abstractmethod
+    def note(self, event: JournalEvent) -> None:
+        """Append ``event`` without waiting for it to be written: for events made by the
+        thousand whose loss in a crash costs nothing but themselves (a check changed state:
+        at a start, every check does). It takes its place in the journal now: before every
+        write made after this call. It is written within the next writes, or by ``close``; a
+        write of it that fails is logged, not raised."""
+
+    @abstractmethod
     async def transition(self, record: ScenarioRecord, event: JournalEvent) -> JournalEvent:
         """Atomically save ``record`` as the scenario's state and append ``event``."""
 

@@ -35,11 +35,14 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import aetcd
+import structlog
 
 from ha.errors import StoreError
 from ha.store import JournalEvent, ScenarioRecord, Store
 from ha.store.etcd_client import DEFAULT_TIMEOUT, EtcdClient, NotLeader, prefix_end
 from ha.store.etcd_target import EtcdTarget
+
+log = structlog.get_logger("ha.store")
 
 PAGE = 1000
 MAX_RACES = 100
@@ -79,6 +82,8 @@ class EtcdStore(Store):
         self._client: EtcdClient | None = None
         self._counter: tuple[int, int] | None = None  # (last id, mod revision of the counter)
         self._lock = asyncio.Lock()
+        self._notes: list[JournalEvent] = []  # noted, not written yet: before any later write
+        self._noting: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         if self._client is not None:
@@ -92,6 +97,9 @@ class EtcdStore(Store):
         self._client = client
 
     async def close(self) -> None:
+        if self._noting is not None:
+            await self._noting  # what was noted before close is written
+            self._noting = None
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
@@ -110,29 +118,57 @@ class EtcdStore(Store):
     async def transition(self, record: ScenarioRecord, event: JournalEvent) -> JournalEvent:
         return await self._write(event, record)
 
+    def note(self, event: JournalEvent) -> None:
+        if self._client is None:
+            raise StoreError("cannot append to the journal: the store is not open")
+        self._notes.append(event)
+        if self._noting is None or self._noting.done():
+            self._noting = asyncio.create_task(self._write_notes_alone())
+
+    async def _write_notes_alone(self) -> None:
+        async with self._lock:
+            await self._write_notes()
+
+    async def _write_notes(self) -> None:
+        """Under the lock: the noted events, oldest first. When one fails, it and the ones
+        after it are dropped (logged): a write made after them must not wait on an outage."""
+        while self._notes:
+            try:
+                await self._put(self._notes[0], None)
+            except StoreError as exc:
+                log.error("journal events lost", events=len(self._notes), error=str(exc))
+                self._notes.clear()
+            else:
+                del self._notes[0]
+
     async def _write(self, event: JournalEvent, record: ScenarioRecord | None) -> JournalEvent:
+        async with self._lock:
+            await self._write_notes()
+            return await self._put(event, record)
+
+    async def _put(self, event: JournalEvent, record: ScenarioRecord | None) -> JournalEvent:
+        """Under the lock: one event (and record) in one transaction; the event with its id."""
         what = f"save the state of {record.name}" if record else "append to the journal"
         token = uuid.uuid4().hex
-        async with self._lock:
-            for _ in range(MAX_RACES):
-                tenure = self._tenure()
-                last, mod = self._counter or await self._read_counter(self.client)
-                saved = replace(event, id=last + 1)
-                ok, replies = await self.client.call(
-                    what, self._transaction(saved, record, token, mod, tenure)
-                )
-                if ok:
-                    self._counter = (last + 1, replies[-1][0][1].mod_revision)
-                    return saved
-                counter, aimed, *leader = replies
-                if aimed and json.loads(aimed[0][0]).get("token") == token:
-                    self._counter = None  # applied by an attempt that seemed to time out
-                    return saved
-                if self.leader is not None and (
-                    not leader[0] or leader[0][0][1].create_revision != tenure
-                ):
-                    raise NotLeader(f"cannot {what}: this instance is no longer the leader")
-                self._counter = _counter_of(counter)
+        for _ in range(MAX_RACES):
+            tenure = self._tenure()
+            last, mod = self._counter or await self._read_counter(self.client)
+            saved = replace(event, id=last + 1)
+            ok, replies = await self.client.call(
+                what, self._transaction(saved, record, token, mod, tenure)
+            )
+            if ok:
+                self._counter = (last + 1, replies[-1][0][1].mod_revision)
+                return saved
+            counter, aimed, *leader = replies
+            if aimed and json.loads(aimed[0][0]).get("token") == token:
+                self._counter = None  # applied by an attempt that seemed to time out
+                return saved
+            if self.leader is not None and (
+                not leader[0] or leader[0][0][1].create_revision != tenure
+            ):
+                raise NotLeader(f"cannot {what}: this instance is no longer the leader")
+            self._counter = _counter_of(counter)
         raise StoreError(f"cannot {what}: lost the race for the next id {MAX_RACES} times")
 
     def _tenure(self) -> int | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import structlog
 
 from ha.errors import StoreError
 from ha.store import JournalEvent, ScenarioRecord, Store
@@ -51,6 +52,8 @@ create index if not exists journal_scenario on journal (scenario, id);
 create index if not exists journal_runbook on journal (runbook, id);
 create index if not exists journal_kind on journal (kind, id);
 """
+
+log = structlog.get_logger("ha.store")
 
 _EVENT_COLUMNS = "id, ts, kind, scenario, actor, runbook, step, message, data"
 
@@ -106,6 +109,14 @@ class SqliteStore(Store):
             f"cannot save the state of {len(changes)} scenarios",
         )
 
+    def note(self, event: JournalEvent) -> None:
+        """Queued as any write (so in order with them) and committed with the next batch, but
+        nobody waits: no future to make and resolve, no id to hand back."""
+        if self._db is None:
+            raise StoreError("cannot append to the journal: the store is not open")
+        self._queue.append(_Write([], [event], [_event_row(event)], "", None))
+        self._start_writer()
+
     async def _write(
         self, records: list[ScenarioRecord], events: list[JournalEvent], failure: str
     ) -> list[JournalEvent]:
@@ -114,11 +125,14 @@ class SqliteStore(Store):
         if self._db is None:
             raise StoreError(f"{failure}: the store is not open")
         rows = [_event_row(event) for event in events]
-        write = _Write(records, events, rows, failure, asyncio.get_running_loop().create_future())
-        self._queue.append(write)
+        done: asyncio.Future[list[JournalEvent]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Write(records, events, rows, failure, done))
+        self._start_writer()
+        return await done
+
+    def _start_writer(self) -> None:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queued())
-        return await write.done
 
     async def _write_queued(self) -> None:
         while self._queue:
@@ -127,20 +141,25 @@ class SqliteStore(Store):
                 last = await self._commit(batch)
             except Exception as exc:  # nothing of the batch was written: every caller learns it
                 await self._rollback()
+                noted = 0
                 for write in batch:
-                    if not write.done.done():
+                    if write.done is None:
+                        noted += 1
+                    elif not write.done.done():
                         write.done.set_exception(
                             StoreError(f"{write.failure}: {exc}")
                             if isinstance(exc, sqlite3.Error | StoreError)
                             else exc
                         )
+                if noted:
+                    log.error("journal events lost", events=noted, error=str(exc))
                 continue
             first = last - sum(len(write.rows) for write in batch) + 1
             for write in batch:
-                saved = [replace(e, id=first + n) for n, e in enumerate(write.events)]
-                first += len(saved)
-                if not write.done.done():
+                if write.done is not None and not write.done.done():
+                    saved = [replace(e, id=first + n) for n, e in enumerate(write.events)]
                     write.done.set_result(saved)
+                first += len(write.rows)
 
     async def _commit(self, batch: list[_Write]) -> int:
         """Write every queued change in one transaction; the id of the last event written.
@@ -240,7 +259,7 @@ class _Write:
     events: list[JournalEvent]
     rows: list[tuple[Any, ...]]
     failure: str  # what the caller's StoreError says it could not do
-    done: asyncio.Future[list[JournalEvent]]
+    done: asyncio.Future[list[JournalEvent]] | None  # None: noted, nobody waits
 
 
 def _record_row(record: ScenarioRecord) -> tuple[Any, ...]:
