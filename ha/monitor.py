@@ -3,6 +3,11 @@
 No task per check sits waiting: each check has a timer (``loop.call_at``); when it fires, one task
 runs the probe, hands the result on and sets the next timer. Start times are spread at random over
 the first interval and each next time gets a little jitter, so checks never fire in lockstep.
+A check whose next time has passed already because the loop was held (not because its probe was
+slow) skips the probes it missed and keeps its place in the interval: were it probed at once,
+every check held up by a stalled loop would fire together from then on, a bunch that jitter
+takes minutes to spread and that keeps the loop late (after a 1 s stall at 10,000 checks a
+second: p99 lag 150-250 ms for as long as measured, instead of back under 5 ms within 2 s).
 Scheduling lag (how late a probe started against its due time) is counted for the benchmark.
 
 Timers are shared: a due time is rounded up to the next ``SLOT`` (2 ms), and each slot has one
@@ -193,7 +198,10 @@ class Monitor:
         if job.check.config.follow_up is None:
             interval = job.check.config.interval
             next_due = job.due + interval * (1 + random.uniform(-JITTER, JITTER))
-            self._schedule(job, max(0.0, next_due - self._loop.time()))
+            now = self._loop.time()
+            if next_due < now and now - started < interval:
+                next_due += math.ceil((now - next_due) / interval) * interval  # see above
+            self._schedule(job, max(0.0, next_due - now))
         if started < job.newest:
             return  # overtaken: a probe started later has answered already
         job.newest = started

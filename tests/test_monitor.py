@@ -4,6 +4,8 @@ often a calm, a failing and a hung server are probed, and which results reach th
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
@@ -177,3 +179,44 @@ async def test_unwatching_cancels_the_probe_in_flight_and_hands_nothing_on() -> 
 
     assert check.cancelled == 1
     assert results == []
+
+
+class Instant(Check):
+    """A check that answers at once and notes when each of its probes started."""
+
+    kind: ClassVar[str] = "instant"
+    Config: ClassVar[type[CheckConfig]] = CheckConfig
+
+    def __init__(self, config: CheckConfig, target: str, starts: list[float]) -> None:
+        super().__init__(config, target)
+        self.starts = starts
+
+    async def attempt(self) -> str:
+        self.starts.append(asyncio.get_running_loop().time())
+        return "at once"
+
+
+async def test_checks_held_up_by_a_stalled_loop_do_not_fire_together_from_then_on() -> None:
+    starts: list[float] = []
+
+    async def on_result(scenario: str, side: Side, label: str, result: CheckResult) -> None:
+        await asyncio.sleep(0.1)  # results take a while to hand on: the next dues pass meanwhile
+
+    monitor = Monitor(on_result)
+    config = CheckConfig(kind="instant", interval=0.2, timeout=1)
+    for n in range(200):
+        monitor.watch(f"s{n}", [("production", "instant", Instant(config, "127.0.0.2", starts))])
+    try:
+        await asyncio.sleep(0.5)
+        time.sleep(0.5)  # noqa: ASYNC251 (the point: the loop is held, every check misses its time)
+        await asyncio.sleep(0.65)
+        since = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.4)
+    finally:
+        monitor.close()
+
+    # Two intervals after the stall, in 20 ms bins: spread (~10 per bin), not in one bunch.
+    window = [t for t in starts if since <= t < since + 0.4]
+    busiest = max(Counter(int((t - since) / 0.02) for t in window).values())
+    assert len(window) >= 300, len(window)
+    assert busiest < len(window) * 0.2, (busiest, len(window))
