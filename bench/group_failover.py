@@ -7,7 +7,8 @@ redirector on a real BIND9 primary and secondary.
 
 The daemon runs on the service's event loop (uvloop; ``HA_EVENT_LOOP=asyncio`` for asyncio's).
 Each member's servers are 127.0.0.2 (production) and 127.0.0.3 (replica), with a tcp check of a
-listener this benchmark runs on both. The time is from the group command to the group report
+listener this benchmark runs on both, in a process of its own (the servers' work is not the
+orchestrator's). The time is from the group command to the group report
 (every member switched: fenced, activated, healthy, redirected and verified at both DNS servers).
 The provider's commands take ``{machines}``: each run serves every machine queued meanwhile.
 ``--one-by-one`` gives each machine its own commands instead (four processes per member);
@@ -20,13 +21,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
+import socket
 import tempfile
 import time
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from bench.dns_redirect import QUIET, ZONE, bind_pair, free_port
+from bench.monitor_scale import accept_until_orphaned, stop_process
 from bench.summary import Figure, add_option, write
 from ha.commands import Intent
 from ha.config import parse_config
@@ -36,6 +42,7 @@ from ha.service import event_loop_factory
 
 PRODUCTION, REPLICA = "127.0.0.2", "127.0.0.3"
 TARGET_RATIO = 2.0
+LIFETIME = 600  # the listener process ends by itself after this, or when this process is gone
 
 
 def config(
@@ -120,11 +127,34 @@ def machine(name: str, suffix: str, machines: bool) -> dict[str, Any]:
     return {"machine": {"provider": "lab", "name": f"{name}-{suffix}"}} if machines else {}
 
 
-async def listen(port: int) -> list[asyncio.Server]:
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
+def serve_port(port: int, ready: Connection, lifetime: float) -> None:
+    """The members' servers, in a process of their own (in the daemon's loop, accepting ~8
+    connections per member would count against the orchestrator): listen on ``port`` of
+    PRODUCTION and REPLICA, accept and close every connection at once."""
+    sockets = []
+    for host in (PRODUCTION, REPLICA):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+        sockets.append(sock)
+    ready.send(True)
+    ready.close()
+    asyncio.run(accept_until_orphaned(sockets, os.getppid(), time.monotonic() + lifetime))
 
-    return [await asyncio.start_server(accept, host, port) for host in (PRODUCTION, REPLICA)]
+
+def start_listener(port: int) -> BaseProcess:
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=serve_port, args=(port, sender, LIFETIME), daemon=True)
+    process.start()
+    sender.close()
+    if not receiver.poll(30):
+        stop_process(process, grace=0)
+        raise RuntimeError(f"the listeners on port {port} did not start")
+    receiver.recv()
+    return process
 
 
 async def measure(members: int, machines: bool = True, batched: bool = True) -> float:
@@ -134,7 +164,7 @@ async def measure(members: int, machines: bool = True, batched: bool = True) -> 
         os.mkdir(root / "bind")
         with bind_pair(root / "bind", members, PRODUCTION) as (primary, secondary, key):
             port = free_port()
-            servers = await listen(port)
+            listener = start_listener(port)
             daemon = Daemon(config(members, primary, secondary, key, port, root, machines, batched))
             await daemon.start()
             loop = asyncio.create_task(daemon.serve())
@@ -158,9 +188,7 @@ async def measure(members: int, machines: bool = True, batched: bool = True) -> 
                 daemon.request_stop()
                 await loop
                 await daemon.stop()
-                for server in servers:
-                    server.close()
-                    await server.wait_closed()
+                stop_process(listener, grace=0)
 
 
 def main() -> None:

@@ -131,10 +131,10 @@ def serve_listeners(ports_out: Connection, cpu: int | None, lifetime: float) -> 
         sockets.append(sock)
     ports_out.send([sock.getsockname()[1] for sock in sockets])
     ports_out.close()
-    asyncio.run(_accept_until_orphaned(sockets, os.getppid(), time.monotonic() + lifetime))
+    asyncio.run(accept_until_orphaned(sockets, os.getppid(), time.monotonic() + lifetime))
 
 
-async def _accept_until_orphaned(sockets: list[socket.socket], parent: int, end: float) -> None:
+async def accept_until_orphaned(sockets: list[socket.socket], parent: int, end: float) -> None:
     loop = asyncio.get_running_loop()
 
     def drain(listener: socket.socket) -> None:
