@@ -13,8 +13,10 @@ import asyncio
 import errno
 import ipaddress
 import os
+import select
 import socket
 import ssl
+import weakref
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -57,7 +59,7 @@ class TcpCheck(Check):
                 sock.setblocking(False)
             error = sock.connect_ex(address)
             if error in _IN_PROGRESS:
-                await _writable(loop, sock.fileno())
+                await _connecting_of(loop).settled(sock.fileno())
                 error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if error:
                 raise OSError(error, os.strerror(error))
@@ -70,21 +72,46 @@ _NONBLOCKING_STREAM = socket.SOCK_STREAM | _NONBLOCK
 _IN_PROGRESS = frozenset((errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY, errno.EINTR))
 
 
-async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    waiter: asyncio.Future[None] = loop.create_future()
-    loop.add_writer(fd, _wake, loop, fd, waiter)
-    try:
-        await waiter
-    finally:
-        loop.remove_writer(fd)  # cancelled while waiting (a timeout); else already removed
+class _Connecting:
+    """The sockets of one event loop waiting for their connection to settle, in one epoll set
+    of their own that the loop watches as a single reader: one ``epoll_ctl`` per probe (closing
+    the socket takes it out of the set), where ``loop.add_writer`` makes a poll handle per socket
+    and two ``epoll_ctl`` calls (~10 us of a ~50 us probe on this machine, measured with the
+    probe alone). Linux only, as the orchestrator is."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._epoll = select.epoll()
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        loop.add_reader(self._epoll.fileno(), self._ready)
+
+    async def settled(self, fd: int) -> None:
+        """Return once ``fd`` (a connecting socket) is writable: connected, or failed."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[fd] = waiter
+        self._epoll.register(fd, select.EPOLLOUT | select.EPOLLONESHOT)
+        try:
+            await waiter
+        finally:
+            del self._waiters[fd]  # before its socket closes and the number is used again
+
+    def _ready(self) -> None:
+        for fd, _ in self._epoll.poll(0):
+            waiter = self._waiters.get(fd)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
 
-def _wake(loop: asyncio.AbstractEventLoop, fd: int, waiter: asyncio.Future[None]) -> None:
-    # At once: until the waiting task runs, a busy loop would report the socket writable again
-    # on each of its turns (five times per probe at 10,000 probes/s).
-    loop.remove_writer(fd)
-    if not waiter.done():
-        waiter.set_result(None)
+# One per loop, ending with it: the set's reader holds it, nothing holds the loop.
+_connecting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Connecting] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _connecting_of(loop: asyncio.AbstractEventLoop) -> _Connecting:
+    connecting = _connecting.get(loop)
+    if connecting is None:
+        connecting = _connecting[loop] = _Connecting(loop)
+    return connecting
 
 
 def socket_error_detail(exc: BaseException | None, port: int) -> str | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import os
 import socket
 from collections.abc import Iterator
 
@@ -82,6 +85,27 @@ async def test_connection_is_closed_after_the_probe(listener: socket.socket) -> 
     accepted, _ = listener.accept()
     with accepted:
         assert accepted.recv(1) == b""
+
+
+def test_each_event_loop_gets_its_own_set_of_connecting_sockets_and_it_ends_with_the_loop(
+    listener: socket.socket,
+) -> None:
+    port = listener.getsockname()[1]
+    check = tcp_check("127.0.0.1", port)
+
+    async def probe_many() -> list[bool]:
+        return [(await check.probe()).ok for _ in range(3)] + [
+            (await tcp_check("127.0.0.1", free_port()).probe()).ok
+        ]
+
+    assert asyncio.run(probe_many()) == [True, True, True, False]
+    gc.collect()
+    open_fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        assert asyncio.run(probe_many()) == [True, True, True, False]
+    gc.collect()
+
+    assert len(os.listdir("/proc/self/fd")) <= open_fds  # no epoll set left behind per loop
 
 
 @pytest.mark.parametrize("port", [0, 70000])
