@@ -189,9 +189,10 @@ class Monitor:
         except asyncio.CancelledError:
             if task not in self._expired:
                 raise  # unwatched, or the loop is closing
-            task.uncancel()
             result = job.check.timed_out(self._loop.time() - started)
-        self._expired.discard(task)  # also when the check went on regardless of the cancel
+        if task in self._expired:  # also when the check went on regardless of the cancel
+            self._expired.discard(task)
+            task.uncancel()
         del job.tasks[task]  # answered: handing it on is not being late
         if job not in self.jobs.get(job.scenario, ()):
             return
