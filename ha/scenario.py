@@ -63,10 +63,15 @@ class Scenario:
         )
 
     def split_reason(self) -> str | None:
-        """Why both sides act as active now (their latest active_check results), or None."""
+        """Why both sides act as active now (their latest active_check results), or None.
+        Only answers to probes started after the last switch count: what a side said before a
+        recovery chose the active side is no evidence against the choice."""
         results = [self.acting.get(side) for side in SIDES]
         check = self.config.split.active_check
-        if check is None or not all(r is not None and r.ok for r in results):
+        since = self.record.last_switch_at or 0.0
+        if check is None or not all(
+            r is not None and r.ok and r.at - r.latency >= since for r in results
+        ):
             return None
         ats = [r.at for r in results if r is not None]
         if max(ats) - min(ats) > 3 * check.interval:
