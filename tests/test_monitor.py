@@ -27,16 +27,21 @@ async def web() -> AsyncIterator[WebServer]:
 Results = list[CheckResult]
 
 
-@pytest.fixture
-async def watch() -> AsyncIterator[Callable[..., Results]]:
-    """Watches one http check of a server; returns the list its handed-on results go to."""
+def collecting() -> tuple[Monitor, Results]:
+    """A monitor and the list its handed-on results go to."""
     results: Results = []
-    checks: list[HttpCheck] = []
 
     async def on_result(scenario: str, side: Side, label: str, result: CheckResult) -> None:
         results.append(result)
 
-    monitor = Monitor(on_result)
+    return Monitor(on_result), results
+
+
+@pytest.fixture
+async def watch() -> AsyncIterator[Callable[..., Results]]:
+    """Watches one http check of a server; returns the list its handed-on results go to."""
+    monitor, results = collecting()
+    checks: list[HttpCheck] = []
 
     def start(server: WebServer, **settings: Any) -> Results:
         config = HttpCheck.Config.model_validate({"kind": "http", "port": server.port, **settings})
@@ -145,12 +150,7 @@ class Stuck(Check):
 
 
 async def test_the_monitor_cancels_a_probe_at_its_timeout_and_reports_it() -> None:
-    results: Results = []
-
-    async def on_result(scenario: str, side: Side, label: str, result: CheckResult) -> None:
-        results.append(result)
-
-    monitor = Monitor(on_result)
+    monitor, results = collecting()
     check = Stuck(CheckConfig(kind="stuck", interval=0.2, timeout=0.15), "127.0.0.2")
     monitor.watch("s1", [("production", "stuck", check)])
     try:
@@ -164,12 +164,7 @@ async def test_the_monitor_cancels_a_probe_at_its_timeout_and_reports_it() -> No
 
 
 async def test_unwatching_cancels_the_probe_in_flight_and_hands_nothing_on() -> None:
-    results: Results = []
-
-    async def on_result(scenario: str, side: Side, label: str, result: CheckResult) -> None:
-        results.append(result)
-
-    monitor = Monitor(on_result)
+    monitor, results = collecting()
     check = Stuck(CheckConfig(kind="stuck", interval=0.05, timeout=5), "127.0.0.2")
     monitor.watch("s1", [("production", "stuck", check)])
     (job,) = monitor.jobs["s1"]
