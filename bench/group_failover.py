@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import socket
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dns_redirect import QUIET, ZONE, bind_pair, free_port
-from bench.monitor_scale import accept_until_orphaned, stop_process
+from bench.monitor_scale import accept_until_orphaned, listening, stop_process
 from bench.summary import Figure, add_option, write
 from ha.commands import Intent
 from ha.config import parse_config
@@ -131,14 +130,7 @@ def serve_port(port: int, ready: Connection, lifetime: float) -> None:
     """The members' servers, in a process of their own (in the daemon's loop, accepting ~8
     connections per member would count against the orchestrator): listen on ``port`` of
     PRODUCTION and REPLICA, accept and close every connection at once."""
-    sockets = []
-    for host in (PRODUCTION, REPLICA):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-        sock.setblocking(False)
-        sockets.append(sock)
+    sockets = [listening(host, port) for host in (PRODUCTION, REPLICA)]
     ready.send(True)
     ready.close()
     asyncio.run(accept_until_orphaned(sockets, os.getppid(), time.monotonic() + lifetime))

@@ -121,17 +121,20 @@ def serve_listeners(ports_out: Connection, cpu: int | None, lifetime: float) -> 
     """Listen on LISTENERS ports of PRODUCTION; accept and close every connection at once."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    sockets = []
-    for _ in range(LISTENERS):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((PRODUCTION, 0))
-        sock.listen(BACKLOG)
-        sock.setblocking(False)
-        sockets.append(sock)
+    sockets = [listening(PRODUCTION, 0) for _ in range(LISTENERS)]
     ports_out.send([sock.getsockname()[1] for sock in sockets])
     ports_out.close()
     asyncio.run(accept_until_orphaned(sockets, os.getppid(), time.monotonic() + lifetime))
+
+
+def listening(host: str, port: int) -> socket.socket:
+    """A non-blocking listening socket on host:port (0: any free port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
 
 
 async def accept_until_orphaned(sockets: list[socket.socket], parent: int, end: float) -> None:
