@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dns_redirect import QUIET, ZONE, bind_pair, free_port
-from bench.monitor_scale import accept_until_orphaned, listening, stop_process
+from bench.servers import accept_until_orphaned, listening, stop_process
 from bench.summary import Figure, add_option, write
 from ha.commands import Intent
 from ha.config import parse_config

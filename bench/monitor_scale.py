@@ -40,7 +40,6 @@ import multiprocessing
 import os
 import pstats
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -48,10 +47,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from bench.servers import accept_until_orphaned, listening, stop_process
 from bench.summary import Figure, add_option, write
 from ha.service import LOOP_ENV, LOOPS
 
@@ -60,7 +59,6 @@ REPLICA = "127.0.0.3"
 # Ports: every probe leaves a TIME_WAIT (60 s) on one side or the other, and one listening port
 # takes at most ~28,000 connections from 127.0.0.1 per minute; 64 ports last at 10,000/s.
 LISTENERS = 64
-BACKLOG = 4096
 TARGET_RATE = 10_000.0
 TARGET_P99_MS = 50.0
 TARGET_KB = 20.0
@@ -125,33 +123,6 @@ def serve_listeners(ports_out: Connection, cpu: int | None, lifetime: float) -> 
     ports_out.send([sock.getsockname()[1] for sock in sockets])
     ports_out.close()
     asyncio.run(accept_until_orphaned(sockets, os.getppid(), time.monotonic() + lifetime))
-
-
-def listening(host: str, port: int) -> socket.socket:
-    """A non-blocking listening socket on host:port (0: any free port)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(BACKLOG)
-    sock.setblocking(False)
-    return sock
-
-
-async def accept_until_orphaned(sockets: list[socket.socket], parent: int, end: float) -> None:
-    loop = asyncio.get_running_loop()
-
-    def drain(listener: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:  # BlockingIOError: queue empty; EMFILE and friends: next time
-                return
-            conn.close()
-
-    for sock in sockets:
-        loop.add_reader(sock.fileno(), drain, sock)
-    while os.getppid() == parent and time.monotonic() < end:  # noqa: ASYNC110 (polling on purpose)
-        await asyncio.sleep(0.5)
 
 
 def core_ticks(cpu: int | None) -> tuple[int, int]:
@@ -430,19 +401,6 @@ def run_worker(context: Any, args: WorkerArgs) -> Row:
     finally:
         stop_process(process, grace=STOP_WITHIN + 5)
         shutil.rmtree(state_dir, ignore_errors=True)
-
-
-def stop_process(process: BaseProcess, grace: float = 5) -> None:
-    """Stop a child we started, by its PID: wait ``grace`` seconds, then SIGTERM, then SIGKILL."""
-    if process.pid is None:
-        return
-    process.join(grace)
-    if process.is_alive():
-        process.terminate()
-        process.join(5)
-    if process.is_alive():
-        process.kill()
-        process.join(5)
 
 
 HEADER = (
