@@ -164,7 +164,9 @@ FenceMode = Annotated[Literal["off", "required", "best_effort"], BeforeValidator
 class RunbookPolicy(Model):
     step_timeout: Duration = Field(60.0, gt=0, description="deadline of one attempt of a step")
     retries: int = Field(3, ge=0, description="attempts after the first one")
-    retry_delay: Duration = Field(1.0, description="first pause between attempts (doubles)")
+    retry_delay: Duration = Field(
+        1.0, description="first pause between attempts (doubles, up to 30s)"
+    )
     healthy_timeout: Duration = Field(
         120.0, gt=0, description="how long the new active server has to pass its checks"
     )

@@ -4,23 +4,21 @@ after.
 A runbook resumes from the journal: a step with a ``step_done`` entry is never run again; the
 step that was in flight when the daemon died is run again (steps are idempotent); no step is
 skipped. A step that fails past its retries raises :class:`StepFailed` (the scenario is blocked).
+
+The retries are a plain loop (the pause doubles from the policy's ``retry_delay``): tenacity's
+machinery around each attempt took a quarter of the CPU of a 100-member group failover, for the
+first attempt that nearly always succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from ha.config import RunbookPolicy
 from ha.duration import format_duration
@@ -28,6 +26,8 @@ from ha.errors import ActionError, NotSupported, StepFailed
 from ha.store import JournalEvent, Store
 
 log = structlog.get_logger("ha.runbook")
+
+MAX_PAUSE = 30.0  # seconds between two attempts of a step, at most (the pause doubles)
 
 
 class RunbookCancelled(Exception):
@@ -102,12 +102,6 @@ class Runbook:
         log.info("step started", scenario=self.scenario, runbook=self.id, step=step.name)
         started = time.monotonic()
 
-        async def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            await self._journal(
-                "step_retry", step, f"attempt {state.attempt_number} failed: {_describe(exc)}"
-            )
-
         async def attempt() -> str:
             try:
                 async with asyncio.timeout(timeout):
@@ -118,13 +112,17 @@ class Runbook:
                 ) from exc
 
         try:
-            detail: str = await AsyncRetrying(
-                stop=stop_after_attempt(retries + 1),
-                wait=wait_exponential(multiplier=self.policy.retry_delay, max=30),
-                retry=retry_if_exception(_retryable),
-                before_sleep=before_sleep,
-                reraise=True,
-            )(attempt)
+            for number in itertools.count(1):
+                try:
+                    detail = await attempt()
+                    break
+                except Exception as exc:
+                    if number > retries or not _retryable(exc):
+                        raise
+                    await self._journal(
+                        "step_retry", step, f"attempt {number} failed: {_describe(exc)}"
+                    )
+                    await asyncio.sleep(min(self.policy.retry_delay * 2 ** (number - 1), MAX_PAUSE))
         except RunbookCancelled as exc:
             await self._journal("step_done", step, f"cancelled: {exc}", cancelled=True)
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -118,3 +119,20 @@ async def test_each_attempt_has_a_deadline(store: SqliteStore) -> None:
         "step_retry",
         "step_failed",
     ]
+
+
+async def test_attempts_back_off_exponentially(store: SqliteStore) -> None:
+    starts: list[float] = []
+
+    async def flaky() -> str:
+        starts.append(asyncio.get_running_loop().time())
+        if len(starts) < 4:
+            raise ProviderError("busy")
+        return "done"
+
+    policy = RunbookPolicy(step_timeout=1, retries=3, retry_delay=0.1)
+    await runbook(store, [Step("fence", "flaky", flaky)], policy).run()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert [round(gap, 1) for gap in gaps] == [0.1, 0.2, 0.4]
+    retries = [message for kind, _, message in await journal(store) if kind == "step_retry"]
+    assert retries == [f"attempt {n} failed: busy" for n in (1, 2, 3)]
