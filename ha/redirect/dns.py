@@ -13,8 +13,10 @@ batched per zone, and verified at every authoritative server.
    prerequisite fails, nothing changes, and the set is read and judged again. Anything else was
    changed behind our back: reported, not overwritten, unless ``force``. The change goes out with
    those of other scenarios in the same zone (dns_update says how each keeps its prerequisite);
-3. wait until every authoritative server answers ``address`` (dns_verify), within
-   ``verify.deadline``; past it, RedirectError names each server that lags.
+3. wait until every authoritative server serves the change (its zone serial reached the
+   primary's: dns_verify), within ``verify.deadline``; past it, RedirectError names each server
+   that lags and what it answers. ``current()`` (the runbook's verify step) reads the record
+   back at each.
 
 Knowing the set before a failover is what lets a group failover send all its changes at once,
 in one UPDATE, without first asking about each record.

@@ -5,8 +5,8 @@ the change; a secondary serves that change once its own serial has reached it (z
 move whole versions). So rather than every waiting record asking every server again and again, a
 caller learns the primary's serial once (:meth:`SerialWatch.fresh`, one SOA question shared by
 the callers that ask at the same moment) and then waits (:meth:`SerialWatch.reach`) on one
-poller per server and zone, which asks that server's SOA with backoff for everyone. Only then is
-the record itself asked, once, which is what a user would see.
+poller per server and zone, which asks that server's SOA with backoff for everyone. The records
+themselves are then read back once each, by the runbook's verify step: what a user would see.
 
 Serials compare by RFC 1982 (they wrap around at 2**32).
 """

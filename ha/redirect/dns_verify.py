@@ -1,5 +1,5 @@
-"""Asking the authoritative servers of a zone what they answer, and waiting until each answers the
-new address (first until its zone serial has caught up with the primary's: dns_serial).
+"""Asking the authoritative servers of a zone what they answer, and waiting until each serves a
+change (its zone serial has caught up with the primary's: dns_serial).
 
 Which servers: the ``verify.servers`` of the redirect entry (names under ``dns_servers``), or by
 default the zone's NS set, read from the primary (the server updates go to), each name resolved
@@ -101,11 +101,14 @@ async def wait_until_answered(
     value: str,
     deadline: float,
 ) -> None:
-    """Return once every server answers exactly ``value``; RedirectError naming each server that
-    does not within ``deadline`` seconds, with what it answers instead.
+    """Return once every server serves the change; RedirectError naming each server that does
+    not within ``deadline`` seconds, with what it answers instead.
 
-    Each server is first awaited until its serial reaches the primary's (dns_serial), then asked
-    for the record, and asked again (with backoff) until it answers ``value`` or time is up.
+    Each server is awaited until its serial reaches the primary's (dns_serial): zone transfers
+    move whole versions, so it then serves the change. Without a serial (the primary does not
+    answer for the SOA), each server is asked for the record (with backoff) until it answers
+    ``value`` or time is up; so is a server whose serial did not arrive in time, to say what it
+    answers instead.
     """
     give_up = asyncio.get_running_loop().time() + deadline
     serial: int | None = None
@@ -132,9 +135,11 @@ async def _answers(
     value: str,
     give_up: float,
 ) -> str | None:
-    """None once ``server`` answers ``value``; what it answers instead if it does not in time."""
-    if serial is not None:
-        await hub.watch(server, zone).reach(serial, give_up)
+    """None once ``server`` serves the change (its serial reached ``serial``, the primary's
+    after the update) or, with no serial to go by, answers ``value``; what it answers instead if
+    it does not in time. The record itself is read back by the runbook's verify step."""
+    if serial is not None and await hub.watch(server, zone).reach(serial, give_up):
+        return None
     loop = asyncio.get_running_loop()
     client = hub.client(server.address, server.port)
     pause = FIRST_POLL
