@@ -31,7 +31,7 @@ from ha.runbook import RunbookCancelled, Step, StepError
 from ha.scenario import Scenario
 from ha.store import Side
 from ha.wave import redirect_together
-from providers import PowerState, Promotable, Provider
+from providers import PowerState, Promotable, Provider, promotable
 
 Probe = Callable[[Side], Awaitable[dict[str, CheckResult]]]
 ProposalOf = Callable[[str], Awaitable[dict[str, Any]]]
@@ -117,7 +117,7 @@ def build_steps(
 
 def _database_pair(parts: Parts) -> bool:
     production = parts.machine("production")
-    return production is not None and isinstance(production[0], Promotable)
+    return production is not None and promotable(production[0])
 
 
 def _database_failback(parts: Parts, force_promotion: bool) -> list[Step]:
@@ -232,12 +232,12 @@ def _power(
     provider, machine = target
     want = PowerState.ON if on else PowerState.OFF
     verb = "power on" if on else ("power off (hard)" if hard else "shut down")
-    if on and isinstance(provider, Promotable):
+    if on and promotable(provider):
         verb = "promote" + (" (forced past the lag bound)" if force else "")
 
     async def action() -> str:
         lag: dict[str, Any] = {}
-        if on and isinstance(provider, Promotable):
+        if on and promotable(provider):
             lag = await provider.promote(machine, force=force)
         elif on:
             await provider.power_on(machine)

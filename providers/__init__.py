@@ -5,9 +5,16 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import entry_points
 
-from providers.base import PowerState, Promotable, Provider, ProviderConfig
+from providers.base import PowerState, Promotable, Provider, ProviderConfig, promotable
 
-__all__ = ["PowerState", "Promotable", "Provider", "ProviderConfig", "provider_types"]
+__all__ = [
+    "PowerState",
+    "Promotable",
+    "Provider",
+    "ProviderConfig",
+    "promotable",
+    "provider_types",
+]
 
 
 @cache

@@ -11,9 +11,10 @@ Every method maps its SDK's errors into :class:`ha.errors.ProviderError` at one 
 from __future__ import annotations
 
 import builtins
+import functools
 from abc import ABC, abstractmethod
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeGuard, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -99,3 +100,14 @@ class Promotable(Protocol):
 
     async def rebuild(self, machine: str, primary: str) -> str:
         """Turn a former primary into a caught-up standby of ``primary``."""
+
+
+def promotable(provider: Provider) -> TypeGuard[Promotable]:
+    """``isinstance(provider, Promotable)``, by its class once: the protocol check looks up every
+    method each time, and runbook steps are built twice per member of a group failover."""
+    return _promotes(type(provider))
+
+
+@functools.cache
+def _promotes(cls: type[Provider]) -> bool:
+    return issubclass(cls, Promotable)

@@ -66,6 +66,7 @@ class DnsRedirector(Redirector):
         self.name = config.fqdn()
         self.type = record_type(config.type, target)
         self.rdtype = dns.rdatatype.from_text(self.type)
+        self.record = f"{self.name.to_text(omit_final_dot=True)} {self.type}"  # in every message
         self.ours = {
             normalize(self.rdtype, target.production): target.production,
             normalize(self.rdtype, target.replica): target.replica,
@@ -73,10 +74,6 @@ class DnsRedirector(Redirector):
         self._hub = hub
         self._known: Answer | None = None  # the record at the primary, as last read or written
         self._replaced: tuple[str, int | None] | None = None  # value set, TTL of the one before
-
-    @property
-    def record(self) -> str:
-        return f"{self.name.to_text(omit_final_dot=True)} {self.type}"
 
     @property
     def where(self) -> str:
