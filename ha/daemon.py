@@ -282,8 +282,8 @@ class Daemon:
             self.monitor.unwatch(scenario.name)
         else:
             self.monitor.watch(scenario.name, self.checks[scenario.name])
-        if scenario.state in RUNBOOK_STATES:
-            self.start_runbook(scenario)
+        if scenario.state in RUNBOOK_STATES:  # a new runbook, unless a blocked one goes on
+            self.start_runbook(scenario, resume=source == "blocked")
         hooks = scenario.config.hooks
         event = {
             "scenario": scenario.name,
@@ -346,7 +346,9 @@ class Daemon:
 
     # Runbooks.
 
-    def start_runbook(self, scenario: Scenario) -> None:
+    def start_runbook(self, scenario: Scenario, *, resume: bool = True) -> None:
+        """Run the scenario's runbook; ``resume``: some of its steps may be done already (after
+        a restart, a change of leader, or a block)."""
         record = scenario.record
         assert record.runbook is not None
         assert record.runbook_kind is not None
@@ -367,14 +369,14 @@ class Daemon:
             policy=scenario.config.runbook,
             store=self.store,
         )
-        task = asyncio.create_task(self._run_runbook(runbook))
+        task = asyncio.create_task(self._run_runbook(runbook, resume))
         self.runbooks[scenario.name] = task
 
-    async def _run_runbook(self, runbook: Runbook) -> None:
+    async def _run_runbook(self, runbook: Runbook, resume: bool) -> None:
         structlog.contextvars.bind_contextvars(scenario=runbook.scenario, runbook=runbook.id)
         try:
             await self.tests.abort(runbook.scenario)  # a rehearsal never holds a runbook longer
-            await runbook.run()
+            await runbook.run(resume=resume)
             report = ("finish", "")
         except RunbookCancelled as exc:
             report = ("cancel", str(exc))

@@ -75,9 +75,11 @@ class Runbook:
         events = await self.store.events(runbook=self.id, limit=100_000)
         return {e.step for e in events if e.kind == "step_done" and e.step}
 
-    async def run(self) -> None:
-        """Run every step not yet done, in order. Raises StepFailed or RunbookCancelled."""
-        done = await self.done_steps()
+    async def run(self, *, resume: bool = True) -> None:
+        """Run every step not yet done, in order. Raises StepFailed or RunbookCancelled.
+        ``resume=False``: the runbook was just started under a new id, so no step is done yet
+        (no journal query: a group failover starts a hundred runbooks at once)."""
+        done = await self.done_steps() if resume else set()
         for step in self.steps:
             if step.name in done:
                 continue
