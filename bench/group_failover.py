@@ -37,7 +37,7 @@ from ha.commands import Intent
 from ha.config import parse_config
 from ha.daemon import Daemon
 from ha.logs import configure_logging
-from ha.service import event_loop_factory
+from ha.service import event_loop_factory, settle_heap
 
 PRODUCTION, REPLICA = "127.0.0.2", "127.0.0.3"
 TARGET_RATIO = 2.0
@@ -159,6 +159,7 @@ async def measure(members: int, machines: bool = True, batched: bool = True) -> 
             listener = start_listener(port)
             daemon = Daemon(config(members, primary, secondary, key, port, root, machines, batched))
             await daemon.start()
+            settle_heap()  # as the service does before serving
             loop = asyncio.create_task(daemon.serve())
             try:
                 await asyncio.sleep(QUIET + 1)  # checks ran; DNS records read (prepare)
