@@ -161,7 +161,7 @@ class Monitor:
         job.started = now
         task = self._loop.create_task(self._probe(job, now))
         job.tasks[task] = now
-        slot = math.ceil((now + config.timeout) / SLOT)
+        slot = _deadline_slot(now, config.timeout)
         jobs = self._deadlines.get(slot)
         if jobs is None:
             jobs = self._deadlines[slot] = []
@@ -173,11 +173,10 @@ class Monitor:
 
     def _expire_slot(self, slot: int) -> None:
         """Cancel the probes whose timeout ran out by this slot; each reports it timed out."""
-        end = slot * SLOT
         for job in self._deadlines.pop(slot):
             timeout = job.check.config.timeout
             for task, started in job.tasks.items():
-                if started + timeout <= end and task not in self._expired:
+                if _deadline_slot(started, timeout) <= slot and task not in self._expired:
                     self._expired.add(task)
                     task.cancel()
 
@@ -211,3 +210,11 @@ class Monitor:
             await self.on_result(job.scenario, job.side, job.label, result)
         except Exception:
             log.exception("check result lost", scenario=job.scenario, check=job.label)
+
+
+def _deadline_slot(started: float, timeout: float) -> int:
+    """The slot a probe started at ``started`` times out in. Compared as slot numbers, never as
+    times: with uvloop's millisecond clock a deadline often falls on a slot boundary, where
+    ``slot * SLOT`` may come out a hair below ``started + timeout`` in floating point, and a
+    probe of a hung server compared that way was never cancelled (its check went silent)."""
+    return math.ceil((started + timeout) / SLOT)

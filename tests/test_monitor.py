@@ -135,13 +135,15 @@ async def test_a_failure_overtaken_by_a_newer_success_is_dropped(
 
 class Stuck(Check):
     """A check whose probe never ends by itself (no timer of its own either): only a cancel
-    ends it. It counts the probes cancelled."""
+    ends it. It counts the probes started and cancelled."""
 
     kind: ClassVar[str] = "stuck"
     Config: ClassVar[type[CheckConfig]] = CheckConfig
+    started = 0
     cancelled = 0
 
     async def attempt(self) -> str:
+        self.started += 1
         try:
             await asyncio.Event().wait()
         finally:
@@ -161,6 +163,54 @@ async def test_the_monitor_cancels_a_probe_at_its_timeout_and_reports_it() -> No
     assert {(r.ok, r.detail) for r in results} == {(False, "timed out after 0.15s")}
     assert all(0.15 <= r.latency < 0.25 for r in results), [r.latency for r in results]
     assert check.cancelled >= 3
+
+
+class HandClock:
+    """The running loop with its clock and timers driven by hand: ``time()`` says what the test
+    set, ``call_at`` only records. Not a mock of a server: uvloop's millisecond clock reads
+    such times now and then (a deadline exactly on a slot boundary: 0.2-1.6% of probes,
+    depending on the time since boot), and the test needs one every time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
+        self.loop = loop
+        self.now = now
+        self.timers: list[tuple[float, Callable[..., None], tuple[Any, ...]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> None:
+        self.timers.append((when, callback, args))
+
+    def create_task(self, coro: Any) -> asyncio.Task[None]:
+        return self.loop.create_task(coro)
+
+    def fire_next(self, now: float) -> None:
+        """Run the earliest timer, with the clock reading ``now``."""
+        self.timers.sort(key=lambda timer: timer[0])
+        _, callback, args = self.timers.pop(0)
+        self.now = now
+        callback(*args)
+
+
+async def test_a_timeout_ending_on_a_slot_boundary_still_cancels_the_probe() -> None:
+    monitor, results = collecting()
+    clock = HandClock(asyncio.get_running_loop(), 40000.0)
+    monitor._loop = clock  # type: ignore[assignment]
+    check = Stuck(CheckConfig(kind="stuck", interval=10, timeout=0.15), "127.0.0.2")
+    monitor.watch("s1", [("production", "stuck", check)])
+    try:
+        # 40000.122 + 0.15 is 40000.272000000004, and its slot's time 136000136 * 0.002 is
+        # 40000.272: a deadline compared as a time would never come.
+        clock.fire_next(40000.122)  # the probe starts
+        await wait_for(lambda: check.started, 1, "the probe is under way")
+        clock.fire_next(40000.272)  # the slot of its timeout
+        await wait_for(lambda: bool(results), 1, "the probe timed out")
+    finally:
+        monitor.close()
+
+    assert [(r.ok, r.detail) for r in results] == [(False, "timed out after 0.15s")]
+    assert check.cancelled == 1
 
 
 async def test_unwatching_cancels_the_probe_in_flight_and_hands_nothing_on() -> None:
