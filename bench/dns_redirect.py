@@ -7,12 +7,13 @@ Starts its own primary and secondary ``named`` on 127.0.0.1 (free ports, a temp 
 ``bind`` user, ``notify-delay 0``, the secondary following by NOTIFY/IXFR), with a zone of N
 records pointing at production. For each N and mode it builds N DnsRedirectors (the real path:
 compare-and-set UPDATE signed with TSIG, verification) that share one hub, and times
-``asyncio.gather`` of every ``point_to(replica)``: a call returns only when both servers answer
-the new address, so the time is "redirected and verified at every authoritative server". Then it
-points them all back (failback), timed the same way. Each timed run starts QUIET seconds after
-the zone last changed, as a failover starts on a quiet zone: BIND holds back a NOTIFY that follows
-the previous one closely (up to ~0.6 s here, even with notify-delay 0), which would otherwise be
-measured instead of the redirector.
+``asyncio.gather`` of every ``point_to(replica)`` (a call returns once both servers serve the
+change: their zone serials reached the primary's), then of every ``current()``, the runbook's
+verify step, which reads each record back at both servers: the time is "redirected and verified
+at every authoritative server". Then it points them all back (failback), timed the same way.
+Each timed run starts QUIET seconds after the zone last changed, as a failover starts on a quiet
+zone: BIND holds back a NOTIFY that follows the previous one closely (up to ~0.6 s here, even with
+notify-delay 0), which would otherwise be measured instead of the redirector.
 
 Modes:
 - batched: as the daemon runs, ``prepare()`` has read each record while production ran
@@ -89,7 +90,7 @@ class Row:
     records: int
     mode: str
     messages: int
-    failover: float  # seconds until every server answers the replica, for all N
+    failover: float  # seconds until every server answers the replica, for all N, read back
     failback: float
 
     def show(self) -> str:
@@ -201,7 +202,9 @@ async def measure(records: int, mode: str, servers: dict[str, DnsServerConfig]) 
         await asyncio.sleep(QUIET)
         started = time.perf_counter()
         await asyncio.gather(*(r.point_to(address) for r in redirectors))
+        read_back = await asyncio.gather(*(r.current() for r in redirectors))  # the verify step
         timings.append(time.perf_counter() - started)
+        assert set(read_back) == {address}, set(read_back)
     return Row(records, mode, hub.messages, *timings)
 
 
