@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -153,7 +153,7 @@ class EtcdStore(Store):
         for _ in range(MAX_RACES):
             tenure = self._tenure()
             last, mod = self._counter or await self._read_counter(self.client)
-            saved = replace(event, id=last + 1)
+            saved = event.numbered(last + 1)
             ok, replies = await self.client.call(
                 what, self._transaction(saved, record, token, mod, tenure)
             )

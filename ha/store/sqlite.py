@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ create index if not exists journal_kind on journal (kind, id);
 log = structlog.get_logger("ha.store")
 
 _EVENT_COLUMNS = "id, ts, kind, scenario, actor, runbook, step, message, data"
+_JSON = json.JSONEncoder(default=str)  # one encoder: json.dumps(default=...) makes one per call
 
 
 class SqliteStore(Store):
@@ -157,7 +158,7 @@ class SqliteStore(Store):
             first = last - sum(len(write.rows) for write in batch) + 1
             for write in batch:
                 if write.done is not None and not write.done.done():
-                    saved = [replace(e, id=first + n) for n, e in enumerate(write.events)]
+                    saved = [e.numbered(first + n) for n, e in enumerate(write.events)]
                     write.done.set_result(saved)
                 first += len(write.rows)
 
@@ -277,7 +278,7 @@ def _record_row(record: ScenarioRecord) -> tuple[Any, ...]:
 
 
 def _event_row(event: JournalEvent) -> tuple[Any, ...]:
-    data = json.dumps(event.data, default=str)
+    data = _JSON.encode(event.data)
     return (
         event.ts,
         event.kind,
