@@ -179,7 +179,7 @@ def _confirm_failure(parts: Parts, force: bool) -> Step:
     async def action() -> str:
         latest = _latest_failures(parts)
         if latest is not None:
-            age = format_duration(time.time() - max(r.at for r in latest.values()))
+            age = format_duration(round(time.time() - max(r.at for r in latest.values()), 3))
             return f"production failed its latest probes ({age} ago): {summary(latest)}"
         results = await parts.probe("production")
         if policy.dead(sum(not r.ok for r in results.values()), len(results)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,12 @@ def test_dead_production_fails_over_exactly_once(site: Site) -> None:
     assert site.active.read_text().strip() == "127.0.0.3"
     assert site.transitions() == ["running -> failing_over", "failing_over -> switched"]
     assert steps_done(site) == FAILOVER_STEPS
+    confirmed = next(
+        e["message"]
+        for e in site.journal()
+        if e["kind"] == "step_done" and e["step"] == "confirm_failure"
+    )
+    assert re.match(r"production failed its latest probes \(\d+(ms|(\.\d{1,3})?s) ago\)", confirmed)
     failover = next(e for e in site.journal() if e["kind"] == "transition")
     assert failover["actor"] == "detector"
     assert "production dead: http down" in failover["message"]
