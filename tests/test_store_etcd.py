@@ -4,6 +4,7 @@ keeps serving when a member dies. Against a real 3-member cluster on loopback.""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -245,3 +246,30 @@ async def test_a_store_guarded_by_a_non_leader_refuses_before_sending(
 def test_store_error_is_the_base_of_the_etcd_errors() -> None:
     assert issubclass(NotLeader, StoreError)
     assert issubclass(EtcdUnavailable, StoreError)
+
+
+def revision(etcd: EtcdCluster) -> int:
+    """The cluster's revision: one more for each transaction that wrote."""
+    found = json.loads(etcd.etcdctl("get", "revision-probe", "-w", "json").stdout)
+    return int(found["header"]["revision"])
+
+
+async def test_noted_events_are_written_many_to_a_transaction(
+    etcd: EtcdCluster, target: EtcdTarget
+) -> None:
+    store = await opened(target)
+    try:
+        before = revision(etcd)
+        for n in range(120):
+            store.note(JournalEvent(kind="check", scenario=f"s{n}", runbook=f"rb{n % 3}"))
+        saved = await store.append(JournalEvent(kind="command", scenario="s0"))
+        writes = revision(etcd) - before
+
+        assert saved.id == 121
+        assert writes == 4, writes  # 50 + 50 + 20 noted, then the append
+        events = await store.events(limit=1000)
+        assert [e.id for e in events] == list(range(1, 122))
+        assert [e.scenario for e in events[:120]] == [f"s{n}" for n in range(120)]
+        assert [e.id for e in await store.events(runbook="rb1")] == list(range(2, 121, 3))
+    finally:
+        await store.close()

@@ -13,12 +13,13 @@ SQLite, the key order is the id order (so ``after`` and ``limit`` are a key rang
 limit), and writes that are not journal entries (views, leases) leave no gaps. The price: writers
 take turns on that key. Every write is ONE transaction that compares the counter's mod revision
 (and, when a leader guard is set, that the leader key is still the one we created) and then puts
-the counter, the event, its runbook copy and the scenario record together. A lost race re-reads
-the counter from the failure branch and tries again; a lost leadership raises NotLeader.
+the counter, the event, its runbook copy and the scenario record together (noted events go up to
+NOTES_PER_WRITE to a transaction). A lost race re-reads the counter from the failure branch and
+tries again; a lost leadership raises NotLeader.
 
 A write may time out on one member after it was applied, and be sent again to the next: each
-write carries a random token, and the failure branch reads the event key it aimed at, so a write
-that finds its own token there is done, not repeated.
+write carries a random token, and the failure branch reads the (first) event key it aimed at, so
+a write that finds its own token there is done, not repeated.
 
 Filters other than ``runbook`` (scenario, kinds) are applied here to pages of ``PAGE`` events read
 in id order: a scan. Measured on a loaded 2-core test machine with 10,000 events: a full scan with
@@ -46,6 +47,7 @@ log = structlog.get_logger("ha.store")
 
 PAGE = 1000
 MAX_RACES = 100
+NOTES_PER_WRITE = 50  # at most 2 puts each: within etcd's default of 128 operations a transaction
 _TX = aetcd.Transactions()
 
 
@@ -130,35 +132,42 @@ class EtcdStore(Store):
             await self._write_notes()
 
     async def _write_notes(self) -> None:
-        """Under the lock: the noted events, oldest first. When one fails, it and the ones
-        after it are dropped (logged): a write made after them must not wait on an outage."""
+        """Under the lock: the noted events, oldest first, up to NOTES_PER_WRITE in one
+        transaction (a start of thousands of scenarios notes thousands of first results). When a
+        write fails, its events and the ones after them are dropped (logged): a write made
+        after them must not wait on an outage."""
         while self._notes:
+            batch = self._notes[:NOTES_PER_WRITE]
             try:
-                await self._put(self._notes[0], None)
+                await self._put(batch, None)
             except StoreError as exc:
                 log.error("journal events lost", events=len(self._notes), error=str(exc))
                 self._notes.clear()
             else:
-                del self._notes[0]
+                del self._notes[: len(batch)]
 
     async def _write(self, event: JournalEvent, record: ScenarioRecord | None) -> JournalEvent:
         async with self._lock:
             await self._write_notes()
-            return await self._put(event, record)
+            (saved,) = await self._put([event], record)
+            return saved
 
-    async def _put(self, event: JournalEvent, record: ScenarioRecord | None) -> JournalEvent:
-        """Under the lock: one event (and record) in one transaction; the event with its id."""
+    async def _put(
+        self, events: list[JournalEvent], record: ScenarioRecord | None
+    ) -> list[JournalEvent]:
+        """Under the lock: events (and a record) in one transaction; the events with their
+        ids."""
         what = f"save the state of {record.name}" if record else "append to the journal"
         token = uuid.uuid4().hex
         for _ in range(MAX_RACES):
             tenure = self._tenure()
             last, mod = self._counter or await self._read_counter(self.client)
-            saved = event.numbered(last + 1)
+            saved = [event.numbered(last + n) for n, event in enumerate(events, 1)]
             ok, replies = await self.client.call(
                 what, self._transaction(saved, record, token, mod, tenure)
             )
             if ok:
-                self._counter = (last + 1, replies[-1][0][1].mod_revision)
+                self._counter = (saved[-1].id or 0, replies[-1][0][1].mod_revision)
                 return saved
             counter, aimed, *leader = replies
             if aimed and json.loads(aimed[0][0]).get("token") == token:
@@ -181,22 +190,25 @@ class EtcdStore(Store):
 
     def _transaction(
         self,
-        event: JournalEvent,
+        events: list[JournalEvent],
         record: ScenarioRecord | None,
         token: str,
         mod: int,
         tenure: int | None,
     ) -> Any:
-        assert event.id is not None
-        value = _json({**event.to_json(), "token": token})
+        first, last = events[0].id, events[-1].id
+        assert first is not None
+        assert last is not None
         compare = [_TX.mod(self._last) == mod]
-        success = [
-            _TX.put(self._last, str(event.id).encode()),
-            _TX.put(self._event_key(event.id), value),
-        ]
-        failure = [_TX.get(self._last), _TX.get(self._event_key(event.id))]
-        if event.runbook is not None:
-            success.append(_TX.put(self._runbook_prefix(event.runbook) + _id(event.id), value))
+        success = [_TX.put(self._last, str(last).encode())]
+        failure = [_TX.get(self._last), _TX.get(self._event_key(first))]
+        for event in events:
+            assert event.id is not None
+            value = _json({**event.to_json(), "token": token})
+            success.append(_TX.put(self._event_key(event.id), value))
+            if event.runbook is not None:
+                key = self._runbook_prefix(event.runbook) + _id(event.id)
+                success.append(_TX.put(key, value))
         if record is not None:
             success.append(_TX.put(self._scenario_key(record.name), _json(asdict(record))))
         success.append(_TX.get(self._last))
