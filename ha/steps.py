@@ -179,8 +179,15 @@ def _confirm_failure(parts: Parts, force: bool) -> Step:
     async def action() -> str:
         latest = _latest_failures(parts)
         if latest is not None:
-            age = format_duration(round(time.time() - max(r.at for r in latest.values()), 3))
-            return f"production failed its latest probes ({age} ago): {summary(latest)}"
+            return f"production failed its latest probes ({_age(latest)} ago): {summary(latest)}"
+        fresh = _fresh_results(parts)
+        if force and fresh and len(fresh) == len(parts.scenario.detectors["production"].checks):
+            # Forced, what production answers decides nothing: a probe now would only wait
+            # (a whole timeout, were it hung).
+            return (
+                f"forced: production's latest probes ({_age(fresh)} ago) do not show it dead:"
+                f" {summary(fresh)}"
+            )
         results = await parts.probe("production")
         if policy.dead(sum(not r.ok for r in results.values()), len(results)):
             return f"production fails: {summary(results)}"
@@ -200,20 +207,31 @@ def _confirm_failure(parts: Parts, force: bool) -> Step:
     )
 
 
-def _latest_failures(parts: Parts) -> dict[str, CheckResult] | None:
-    """The monitor's latest results of production when they show it dead and none is older than
-    its check's probe spacing (``follow_up`` or ``interval``): a probe now would tell no more,
-    and a hung server would take a whole timeout to tell it."""
+def _fresh_results(parts: Parts) -> dict[str, CheckResult]:
+    """The monitor's latest result of each of production's checks that is not older than its
+    check's probe spacing (``follow_up`` or ``interval``): a probe now would tell no more."""
     now = time.time()
-    policy = parts.scenario.config.failover
-    checks = parts.scenario.detectors["production"].checks
-    failed = {}
-    for label, state in checks.items():
+    fresh = {}
+    for label, state in parts.scenario.detectors["production"].checks.items():
         config = parts.scenario.labels[label]
         spacing = config.follow_up or config.interval
-        if state.last is not None and not state.last.ok and now - state.last.at <= spacing:
-            failed[label] = state.last
+        if state.last is not None and now - state.last.at <= spacing:
+            fresh[label] = state.last
+    return fresh
+
+
+def _latest_failures(parts: Parts) -> dict[str, CheckResult] | None:
+    """Production's fresh results (``_fresh_results``) when they show it dead: a hung server
+    would take a whole timeout to tell it again."""
+    checks = parts.scenario.detectors["production"].checks
+    failed = {label: r for label, r in _fresh_results(parts).items() if not r.ok}
+    policy = parts.scenario.config.failover
     return failed if checks and policy.dead(len(failed), len(checks)) else None
+
+
+def _age(results: Mapping[str, CheckResult]) -> str:
+    """How long ago the newest of ``results`` was probed, to the millisecond."""
+    return format_duration(round(time.time() - max(r.at for r in results.values()), 3))
 
 
 def _power_step(
