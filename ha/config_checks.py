@@ -31,6 +31,7 @@ def cross_check(config: Config) -> list[tuple[str, str]]:
         first.setdefault(scenario.name, i)
         if scenario.production.address == scenario.replica.address:
             errors.append((f"{where}.replica.address", "must differ from production.address"))
+        errors.extend(_check_name_errors(scenario, where))
         for side in ("production", "replica"):
             machine = getattr(scenario, side).machine
             if machine is not None and machine.provider not in config.providers:
@@ -182,4 +183,23 @@ def _group_errors(config: Config) -> list[tuple[str, str]]:
                     f"unknown DNS server {server!r} (defined: {known})",
                 )
             )
+    return errors
+
+
+def _check_name_errors(scenario: ScenarioConfig, where: str) -> list[tuple[str, str]]:
+    """A check's name labels its results (status, events, the detector): two checks of one
+    scenario with one name would mix theirs."""
+    errors = []
+    first: dict[str, int] = {}
+    for j, check in enumerate(scenario.checks):
+        if check.name is None:
+            continue
+        if check.name in first:
+            errors.append(
+                (
+                    f"{where}.checks[{j}].name",
+                    f"duplicate check name {check.name!r} (first at checks[{first[check.name]}])",
+                )
+            )
+        first.setdefault(check.name, j)
     return errors

@@ -252,3 +252,12 @@ def test_cluster_errors_name_their_fields(tmp_path: Path) -> None:
     assert errors_of(tmp_path, "cluster: {name: a}\n") == [
         ("cluster", "needs state: etcd://host:port,... (a shared store)")
     ]
+
+
+def test_two_checks_of_a_scenario_with_one_name(tmp_path: Path) -> None:
+    text = GOOD.replace("interval: 500ms,", "name: up, interval: 500ms,").replace(
+        "{kind: http, port: 8080}", "{kind: http, port: 8080, name: up}"
+    )
+    assert errors_of(tmp_path, text) == [
+        ("scenarios[0].checks[1].name", "duplicate check name 'up' (first at checks[0])")
+    ]
