@@ -1,6 +1,6 @@
 """Unit costs of a member's failover: the CPU the daemon's loop spends on one journal entry, one
-tcp probe and one DNS record read back, each done 100 at a time (as a wave of 100 members does)
-on the service's event loop (uvloop).
+runbook step that does nothing, one tcp probe and one DNS record read back, each done 100 at a
+time (as a wave of 100 members does) on the service's event loop (uvloop).
 
     .venv/bin/python -m bench.unit_costs
 
@@ -16,6 +16,7 @@ import asyncio
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -26,7 +27,10 @@ from bench.dns_redirect import ZONE, bind_pair, free_port
 from bench.group_failover import REPLICA, start_listener
 from bench.servers import stop_process
 from checks.tcp import TcpCheck
+from ha.config import RunbookPolicy
+from ha.logs import configure_logging
 from ha.redirect.dns_client import QueryClient, answer_of
+from ha.runbook import Runbook, Step
 from ha.service import event_loop_factory
 from ha.store import JournalEvent
 from ha.store.sqlite import SqliteStore
@@ -62,6 +66,33 @@ async def journal(root: Path) -> float:
 
     try:
         return await cpu_each(append)
+    finally:
+        await store.close()
+
+
+async def steps(root: Path) -> float:
+    """A runbook step that does nothing: its deadline, its two journal entries, its task."""
+    store = SqliteStore(root / "steps.db")
+    await store.open()
+
+    async def nothing() -> str:
+        return "done"
+
+    async def step(n: int) -> object:
+        only = Step("noop", f"nothing for member {n}", nothing)
+        runbook = Runbook(
+            id=uuid.uuid4().hex,
+            kind="failover",
+            scenario=f"r{n:05}",
+            steps=[only],
+            policy=RunbookPolicy(),
+            store=store,
+        )
+        await runbook.run(resume=False)
+        return None
+
+    try:
+        return await cpu_each(step)
     finally:
         await store.close()
 
@@ -105,6 +136,7 @@ def show(what: str, us: float) -> None:
 
 
 def main() -> None:
+    configure_logging("warning", "json")  # as the group benchmark's daemon: steps log at info
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
     print(f"{'CPU each, ' + str(WAVE) + ' at a time':<36} {'us':>6}")
     with tempfile.TemporaryDirectory(prefix="ha-bench-units-") as tmp:
@@ -112,6 +144,7 @@ def main() -> None:
         os.chmod(tmp, 0o755)  # named runs as the bind user
         os.mkdir(root / "bind")
         show("journal entry (SQLite, durable)", measure(lambda: journal(root)))
+        show("runbook step doing nothing", measure(lambda: steps(root)))
         port = free_port()
         listener = start_listener(port)
         try:
