@@ -38,7 +38,7 @@ class Intent:
     actor: str
     force: bool = False
     active: Side | None = None  # recover: the side that stays active
-    confirmed: bool = False  # the failure is confirmed already (by a group): no confirm step
+    confirmed: bool = False  # the failure is confirmed already (by a group): go on as if forced
     force_promotion: bool = False  # promote a database standby even above its lag bound
     group: str | None = None  # a group command: ``scenario`` is unused
     future: asyncio.Future[Outcome] = field(
