@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ha.commands import Intent
@@ -13,8 +14,7 @@ from ha.daemon import Daemon
 from tests.servers.web import serve_web
 
 
-async def until(condition: object, timeout: float, what: str) -> None:
-    assert callable(condition)
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     for _ in range(int(timeout / 0.01)):
         if condition():
             return
