@@ -14,7 +14,8 @@ the CPU is this process's meanwhile (the daemon's loop and its SQLite thread, no
 the commands), and per member more than the first row.
 The provider's commands take ``{machines}``: each run serves every machine queued meanwhile.
 ``--one-by-one`` gives each machine its own commands instead (four processes per member);
-``--no-machines`` leaves out fencing and activation, to show the orchestration alone. Target:
+``--no-machines`` leaves out fencing and activation, to show the orchestration alone; the daemon
+logs at ``warning`` unless ``--log-level`` says otherwise (its own default is ``info``). Target:
 100 members take under 2 times as long as one. Not a test: CI never runs it; everything it
 starts is stopped at the end.
 """
@@ -55,13 +56,14 @@ def config(
     root: Path,
     machines: bool,
     batched: bool = True,
+    log_level: str = "warning",
 ) -> Any:
     names = [f"r{i:05}" for i in range(members)]
     return parse_config(
         {
             "state": str(root / "state.db"),
             "api": {"port": free_port()},
-            "log": {"level": "warning", "format": "json"},
+            "log": {"level": log_level, "format": "json"},
             "providers": {"lab": provider(root, batched)},
             "dns_servers": {
                 "lab": {"address": "127.0.0.1", "port": primary, "tsig": {"secret_file": str(key)}},
@@ -151,7 +153,9 @@ def start_listener(port: int) -> BaseProcess:
     return process
 
 
-async def measure(members: int, machines: bool = True, batched: bool = True) -> tuple[float, float]:
+async def measure(
+    members: int, machines: bool = True, batched: bool = True, log_level: str = "warning"
+) -> tuple[float, float]:
     """Seconds from the group command to its report, and the CPU seconds of this process
     (the daemon's loop and its SQLite thread; not the servers, not the commands) meanwhile."""
     with tempfile.TemporaryDirectory(prefix="ha-bench-group-") as tmp:
@@ -161,7 +165,9 @@ async def measure(members: int, machines: bool = True, batched: bool = True) -> 
         with bind_pair(root / "bind", members, PRODUCTION) as (primary, secondary, key):
             port = free_port()
             listener = start_listener(port)
-            daemon = Daemon(config(members, primary, secondary, key, port, root, machines, batched))
+            daemon = Daemon(
+                config(members, primary, secondary, key, port, root, machines, batched, log_level)
+            )
             await daemon.start()
             settle_heap()  # as the service does before serving
             loop = asyncio.create_task(daemon.serve())
@@ -203,9 +209,15 @@ def main() -> None:
         action="store_true",
         help="one provider command per machine (no {machines}): four processes per member",
     )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="the daemon's log level (to stderr); the daemon's default is info",
+    )
     add_option(parser)
     args = parser.parse_args()
-    configure_logging("warning", "json")
+    configure_logging(args.log_level, "json")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"load average at start: {load} ({os.cpu_count()} cores)")
     print(f"{'members':>8} {'seconds':>8} {'vs 1':>6} {'CPU s':>6} {'CPU ms per member more':>23}")
@@ -215,7 +227,7 @@ def main() -> None:
     for members in args.members:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # the service's loop
             times[members], cpus[members] = runner.run(
-                measure(members, machines=not args.no_machines, batched=not args.one_by_one)
+                measure(members, not args.no_machines, not args.one_by_one, args.log_level)
             )
         ratio = times[members] / times[first]
         more = members - first
