@@ -177,11 +177,14 @@ def _confirm_failure(parts: Parts, force: bool) -> Step:
     policy = parts.scenario.config.failover
 
     async def action() -> str:
-        latest = _latest_failures(parts)
-        if latest is not None:
-            return f"production failed its latest probes ({_age(latest)} ago): {summary(latest)}"
+        # Fresh results showing production dead are enough: a hung server would take a whole
+        # timeout to tell it again.
+        checks = parts.scenario.detectors["production"].checks
         fresh = _fresh_results(parts)
-        if force and fresh and len(fresh) == len(parts.scenario.detectors["production"].checks):
+        failed = {label: r for label, r in fresh.items() if not r.ok}
+        if checks and policy.dead(len(failed), len(checks)):
+            return f"production failed its latest probes ({_age(failed)} ago): {summary(failed)}"
+        if force and checks and len(fresh) == len(checks):
             # Forced, what production answers decides nothing: a probe now would only wait
             # (a whole timeout, were it hung).
             return (
@@ -218,15 +221,6 @@ def _fresh_results(parts: Parts) -> dict[str, CheckResult]:
         if state.last is not None and now - state.last.at <= spacing:
             fresh[label] = state.last
     return fresh
-
-
-def _latest_failures(parts: Parts) -> dict[str, CheckResult] | None:
-    """Production's fresh results (``_fresh_results``) when they show it dead: a hung server
-    would take a whole timeout to tell it again."""
-    checks = parts.scenario.detectors["production"].checks
-    failed = {label: r for label, r in _fresh_results(parts).items() if not r.ok}
-    policy = parts.scenario.config.failover
-    return failed if checks and policy.dead(len(failed), len(checks)) else None
 
 
 def _age(results: Mapping[str, CheckResult]) -> str:
