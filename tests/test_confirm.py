@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ha.commands import Intent
-from ha.config import parse_config
 from ha.daemon import Daemon
+from tests.configs import one_scenario
 from tests.servers.web import serve_web
 
 
@@ -27,23 +27,13 @@ async def test_a_forced_failover_goes_on_from_fresh_results_without_waiting_on_a
 ) -> None:
     async with serve_web("127.0.0.2") as production, serve_web("127.0.0.3") as replica:
         check = {"kind": "http", "interval": "2s", "timeout": "1s"}
-        config = parse_config(
-            {
-                "state": str(tmp_path / "state.db"),
-                "scenarios": [
-                    {
-                        "name": "s1",
-                        "production": {"address": "127.0.0.2"},
-                        "replica": {"address": "127.0.0.3"},
-                        "checks": [
-                            {**check, "name": "web", "port": production.port, "side": "production"},
-                            {**check, "name": "web-r", "port": replica.port, "side": "replica"},
-                        ],
-                        "failover": {"mode": "manual"},
-                    }
-                ],
-            },
+        config = one_scenario(
             tmp_path,
+            checks=[
+                {**check, "name": "web", "port": production.port, "side": "production"},
+                {**check, "name": "web-r", "port": replica.port, "side": "replica"},
+            ],
+            failover={"mode": "manual"},
         )
         daemon = Daemon(config)
         await daemon.start()

@@ -6,27 +6,17 @@ import time
 from pathlib import Path
 
 from checks import CheckResult
-from ha.config import parse_config
 from ha.scenario import Scenario
 from ha.store import ScenarioRecord
 from ha.store.sqlite import SqliteStore
+from tests.configs import one_scenario
 
 
 def scenario(tmp_path: Path, last_switch_at: float | None) -> Scenario:
-    config = parse_config(
-        {
-            "state": str(tmp_path / "state.db"),
-            "scenarios": [
-                {
-                    "name": "s1",
-                    "production": {"address": "127.0.0.2"},
-                    "replica": {"address": "127.0.0.3"},
-                    "checks": [{"kind": "tcp", "port": 80}],
-                    "split": {"active_check": {"kind": "script", "command": ["true"]}},
-                }
-            ],
-        },
+    config = one_scenario(
         tmp_path,
+        checks=[{"kind": "tcp", "port": 80}],
+        split={"active_check": {"kind": "script", "command": ["true"]}},
     )
     record = ScenarioRecord("s1", "switched", active="replica", last_switch_at=last_switch_at)
     return Scenario(config.scenarios[0], record, SqliteStore(tmp_path / "state.db"))
