@@ -16,7 +16,7 @@ from ha.api_base import DAEMON, actor, error, scenario_of
 from ha.commands import ACTIONS, RUNBOOK_COMMANDS, Intent, conflict
 from ha.daemon import Daemon
 from ha.format import test_plan
-from ha.groups import GROUP_ACTIONS, group_conflict, skip_reason
+from ha.groups import GROUP_ACTIONS, command_waves, group_conflict, skip_reason
 from ha.runbook import Runbook
 from ha.scenario import Scenario
 from ha.steps import build_steps
@@ -99,9 +99,6 @@ async def group_command(request: web.Request) -> web.Response:
     if why_not is not None:
         return error(409, why_not)
     if body.get("dry_run"):
-        waves = group.waves()
-        if action == "stop":
-            waves.reverse()
         plan = [
             {
                 "wave": number,
@@ -109,7 +106,7 @@ async def group_command(request: web.Request) -> web.Response:
                 "plan": skip_reason(daemon.scenarios[member], action, active)
                 or f"{action}" + (f" --active {active}" if active else ""),
             }
-            for number, wave in enumerate(waves, 1)
+            for number, wave in enumerate(command_waves(group, action), 1)
             for member in wave
         ]
         return web.json_response({"dry_run": True, "group": name, "action": action, "plan": plan})

@@ -3,7 +3,8 @@ for a failover, and rolling back a test that a crash interrupted.
 
 A scheduled test may start up to ``window`` after its time; past that it is journaled as missed
 (also for times that passed while the daemon was down), never run late in a burst. Tests above
-``recovery_tests.max_concurrent`` wait in a queue.
+``recovery_tests.max_concurrent`` wait in a queue; a queued test that can no longer start when
+its turn comes (production died, the scenario failed over) ends ``ar_aborted`` with the reason.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from providers import Provider
 log = structlog.get_logger("ha.ar")
 
 ENDED = ("ar_passed", "ar_failed", "ar_aborted", "ar_rolled_back")
+Verdict = tuple[str, str]  # how a test ended: its kind (one of ENDED) and its message
 ReplicaProbe = Callable[[str], Awaitable[dict[str, CheckResult]]]
 
 
@@ -58,6 +60,7 @@ class RecoveryTests:
         self.running: dict[str, asyncio.Task[None]] = {}
         self.queue: deque[tuple[str, str]] = deque()  # scenario, trigger
         self.due: dict[str, float] = {}
+        self.waiting: dict[str, list[asyncio.Future[Verdict]]] = {}
         self.extra: dict[str, list[tuple[str, Check]]] = {}
         kinds = check_kinds()
         for scenario in config.scenarios:
@@ -156,6 +159,19 @@ class RecoveryTests:
             return "production is down: no test now"
         return None
 
+    def verdict(self, name: str) -> asyncio.Future[Verdict]:
+        """How the scenario's next test to end ends (the running one, else the queued one, else
+        the next one started). Ask before requesting the test: a test may end quickly."""
+        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        waiting = [f for f in self.waiting.get(name, []) if not f.done()]  # not the given up
+        self.waiting[name] = [*waiting, future]
+        return future
+
+    def _ended(self, name: str, verdict: Verdict) -> None:
+        for future in self.waiting.pop(name, []):
+            if not future.done():
+                future.set_result(verdict)
+
     def request(self, scenario: Scenario, trigger: str) -> str:
         """Start a test now, or queue it (first come, first served) behind the concurrency
         limit; what happened, in words."""
@@ -192,12 +208,33 @@ class RecoveryTests:
         )
         task = asyncio.create_task(run.run())
         self.running[scenario.name] = task
-        task.add_done_callback(lambda _: self.running.pop(scenario.name, None))
+
+        def ended(_: asyncio.Task[None]) -> None:
+            self.running.pop(scenario.name, None)
+            self._ended(scenario.name, run.outcome or ("ar_aborted", f"test {test} stopped"))
+
+        task.add_done_callback(ended)
         return test
 
-    async def abort(self, name: str) -> None:
-        """Stop a scenario's test (a failover is coming) and wait for its cleanup."""
-        self.queue = deque(item for item in self.queue if item[0] != name)
+    async def _not_started(self, name: str, trigger: str, why_not: str) -> None:
+        message = f"queued test ({trigger}) not started: {why_not}"
+        await self.store.append(
+            JournalEvent(
+                kind="ar_aborted",
+                scenario=name,
+                message=message,
+                data={"test": None, "trigger": trigger},
+            )
+        )
+        self._ended(name, ("ar_aborted", message))
+
+    async def abort(self, name: str, why: str) -> None:
+        """Stop a scenario's test (a failover is coming) and wait for its cleanup; a queued one
+        will not start (``why`` says so in the journal)."""
+        queued = [trigger for scenario, trigger in self.queue if scenario == name]
+        if queued:
+            self.queue = deque(item for item in self.queue if item[0] != name)
+            await self._not_started(name, queued[0], why)
         task = self.running.get(name)
         if task is not None:
             task.cancel()
@@ -207,8 +244,11 @@ class RecoveryTests:
         """The queue (within the concurrency limit), then due schedules."""
         while self.queue and len(self.running) < self.config.recovery_tests.max_concurrent:
             name, trigger = self.queue.popleft()
-            if self.conflict(self.scenarios[name]) is None:
+            why_not = self.conflict(self.scenarios[name])
+            if why_not is None:
                 self._start(self.scenarios[name], trigger)
+            else:
+                await self._not_started(name, trigger, why_not)
         for name, due in list(self.due.items()):
             if now < due:
                 continue

@@ -60,6 +60,7 @@ class RecoveryTest:
         self.timings: dict[str, float] = {}
         self.was: PowerState | None = None
         self.snapshot: str | None = None
+        self.outcome: tuple[str, str] | None = None  # the result's kind and message, once ended
 
     async def _journal(self, kind: str, message: str, **data: Any) -> None:
         await self.store.append(
@@ -191,6 +192,7 @@ class RecoveryTest:
         await self._journal(
             kind, message, timings=self.timings, machine=self.machine, kept_snapshot=kept, **data
         )
+        self.outcome = (kind, message)
         if kept is not None:
             await self._prune_kept()
         log.info("assured recovery test ended", scenario=self.scenario, result=kind, detail=message)

@@ -22,7 +22,15 @@ from ha.cli_tools import (
     cmd_token,
     cmd_vm,
 )
-from ha.client import ApiClient, ApiError, ApiUnavailable, Verdict, group_ended, runbook_ended
+from ha.client import (
+    ApiClient,
+    ApiError,
+    ApiUnavailable,
+    Verdict,
+    group_ended,
+    runbook_ended,
+    test_ended,
+)
 from ha.config import load_config
 from ha.errors import ConfigError, HAError
 from ha.format import (
@@ -110,9 +118,7 @@ def _test(client: ApiClient, args: argparse.Namespace) -> int:
     def verdict(event: dict[str, Any]) -> bool | None:
         if event["kind"].startswith("ar_"):
             print(event_line(event), flush=True)
-        if event["kind"] in AR_RESULTS:
-            return bool(event["kind"] == "ar_passed")
-        return None
+        return test_ended(event)
 
     ok = client.follow(answer["command"], f"&scenario={args.name}", verdict)
     return EXIT_OK if ok else EXIT_FAILED

@@ -16,6 +16,7 @@ from typing import Any
 
 from ha.config import Config
 from ha.errors import HAError
+from ha.format import AR_RESULTS
 from ha.token import read_token
 
 STREAM_TIMEOUT = 45.0  # the event stream sends a heartbeat every 15 s
@@ -141,6 +142,13 @@ def runbook_ended(event: dict[str, Any]) -> bool | None:
     """The verdict on a runbook's events: finished (True), blocked or cancelled (False)."""
     if event["kind"] == "transition" and event["data"]["trigger"] in ("finish", "block", "cancel"):
         return bool(event["data"]["trigger"] == "finish")
+    return None
+
+
+def test_ended(event: dict[str, Any]) -> bool | None:
+    """The verdict on an Assured Recovery test's events: passed (True), or not (False)."""
+    if event["kind"] in AR_RESULTS:
+        return bool(event["kind"] == "ar_passed")
     return None
 
 

@@ -95,7 +95,6 @@ class Daemon:
         self.result_listeners: list[Callable[[str, Side, str, CheckResult], None]] = []
         self.autopilot = Autopilot(config, self.store)
         self.background = Background()
-        self.groups = GroupRunner(self.scenarios, self.submit, self.store)
         self.readback = ReadBack(self.parts, self._report)
         self.discovery = Discovery(
             config.discovery,
@@ -105,6 +104,10 @@ class Daemon:
         )
         self.tests = RecoveryTests(
             config, self.store, self.scenarios, self.providers, self.probe_replica
+        )
+        # self.tests is made again on taking charge: the group runner asks the current one.
+        self.groups = GroupRunner(
+            self.scenarios, self.submit, self.store, lambda name: self.tests.verdict(name)
         )
 
     # Start and stop.
@@ -139,8 +142,8 @@ class Daemon:
 
     async def stop(self) -> None:
         self.monitor.close()
-        await self.tests.close()
         await self.groups.close()
+        await self.tests.close()
         await self.readback.close()
         await self.background.close()
         tasks = list(self.runbooks.values())
@@ -242,7 +245,7 @@ class Daemon:
 
     async def _evaluate(self, scenario: Scenario, now: float, verdict: Verdict | None) -> None:
         group = self.config.group_of(scenario.name)
-        if scenario.record.paused or (group is not None and self.groups.operation(group.name)):
+        if scenario.record.paused or (group is not None and self.groups.holds(group.name)):
             self.agenda.mark(scenario.name)  # not evaluated: the next cycle looks again
             return
         parts = self.parts[scenario.name]
@@ -375,7 +378,8 @@ class Daemon:
     async def _run_runbook(self, runbook: Runbook, resume: bool) -> None:
         structlog.contextvars.bind_contextvars(scenario=runbook.scenario, runbook=runbook.id)
         try:
-            await self.tests.abort(runbook.scenario)  # a rehearsal never holds a runbook longer
+            # A rehearsal never holds a runbook up.
+            await self.tests.abort(runbook.scenario, f"a {runbook.kind} runbook started")
             await runbook.run(resume=resume)
             report = ("finish", "")
         except RunbookCancelled as exc:

@@ -4,6 +4,10 @@ A group command is a background task that never acts itself: it hands each membe
 the daemon's loop as an intent, waits until every member of the wave reached its goal (active and
 healthy on the new side), and only then starts the next wave. A member that fails stops the waves
 after it; the group report says, member by member, what happened and what did not.
+
+A group test asks for every member's Assured Recovery test at once (the daemon runs at most
+``recovery_tests.max_concurrent`` at a time; each rehearsal reverts its replica, so there is no
+order to keep) and reports each member's result.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from ha.ar_runner import Verdict
 from ha.commands import Intent, Outcome
 from ha.groups_config import GroupConfig
 from ha.scenario import Scenario
@@ -32,7 +37,18 @@ def goal(action: str, active: Side | None) -> str:
     """The state a member must reach for ``action`` to be done."""
     if action == "recover":
         return "running" if active == "production" else "switched"
-    return {"run": "", "test": "", "stop": "stopped", "failback": "running"}.get(action, "switched")
+    return {"run": "", "stop": "stopped", "failback": "running"}.get(action, "switched")
+
+
+def command_waves(group: GroupConfig, action: str) -> list[list[str]]:
+    """The waves of a group command: stop goes in reverse order; a test asks for every member's
+    at once (each rehearsal reverts its replica: no order to keep)."""
+    waves = group.waves()
+    if action == "stop":
+        waves.reverse()
+    if action == "test":
+        waves = [[name for wave in waves for name in wave]]
+    return waves
 
 
 def skip_reason(scenario: Scenario, action: str, active: Side | None) -> str | None:
@@ -86,7 +102,7 @@ def group_conflict(daemon: Any, group: str, action: str, active: Side | None) ->
         return f"no group action {action!r}; actions: {', '.join(GROUP_ACTIONS)}"
     if action == "recover" and active not in ("production", "replica"):
         return "recover needs the side to keep active: production or replica"
-    running = daemon.groups.operation(group)
+    running = daemon.groups.busy(group, action)
     if running is not None:
         return f"group {group} is busy: {running} in progress"
     return None
@@ -102,30 +118,46 @@ class GroupCommand:
 
 
 class GroupRunner:
-    """Runs group commands as tasks; at most one per group at a time."""
+    """Runs group commands as tasks: at most one that drives the members per group at a time, and
+    at most one test (a test drives nothing: members fail over as usual during a rehearsal)."""
 
     def __init__(
         self,
         scenarios: Mapping[str, Scenario],
         submit: Callable[[Intent], None],
         store: Store,
+        test_verdict: Callable[[str], asyncio.Future[Verdict]],
     ) -> None:
         self.scenarios = scenarios
         self.submit = submit
         self.store = store
-        self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self.test_verdict = test_verdict
+        self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}  # commands driving members
+        self.testing: dict[str, tuple[str, asyncio.Task[None]]] = {}  # group tests
 
     def operation(self, group: str) -> str | None:
-        entry = self.running.get(group)
+        """The group command in progress: the one driving the members, else a test."""
+        entry = self.running.get(group) or self.testing.get(group)
+        return entry[0] if entry else None
+
+    def holds(self, group: str) -> bool:
+        """A command drives the members: their automatic actions wait until it ends."""
+        return group in self.running
+
+    def busy(self, group: str, action: str) -> str | None:
+        """The command in progress that ``action`` would have to wait for, or None."""
+        entry = (self.testing if action == "test" else self.running).get(group)
         return entry[0] if entry else None
 
     def start(self, command: GroupCommand) -> None:
+        name = command.group.name
+        table = self.testing if command.action == "test" else self.running
         task = asyncio.create_task(self._run(command))
-        self.running[command.group.name] = (command.action, task)
-        task.add_done_callback(lambda _: self.running.pop(command.group.name, None))
+        table[name] = (command.action, task)
+        task.add_done_callback(lambda _: table.pop(name, None))
 
     async def close(self) -> None:
-        tasks = [task for _, task in self.running.values()]
+        tasks = [task for table in (self.running, self.testing) for _, task in table.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -141,9 +173,7 @@ class GroupRunner:
         )
 
     async def _run(self, command: GroupCommand) -> None:
-        waves = command.group.waves()
-        if command.action == "stop":
-            waves.reverse()
+        waves = command_waves(command.group, command.action)
         failed = False
         for number, wave in enumerate(waves, 1):
             if failed:
@@ -166,6 +196,9 @@ class GroupRunner:
     async def _wave(self, command: GroupCommand, wave: list[str]) -> bool:
         """Start every member of the wave, then wait until each reached its goal; False if one
         did not (the report says why). Members redirect together (ha.wave)."""
+        if command.action == "test":
+            tested = await asyncio.gather(*(self._test_member(command, n) for n in wave))
+            return all(tested)
         members = [self.scenarios[name] for name in wave]
         gate = RedirectGate(wave)
         set_gate(members, gate)
@@ -215,6 +248,17 @@ class GroupRunner:
             command.report[name] = f"refused: {outcome.message}"
             return False
         return None
+
+    async def _test_member(self, command: GroupCommand, name: str) -> bool:
+        """Ask for the member's test and wait for its result; False unless it passed."""
+        verdict = self.test_verdict(name)
+        started = await self._start_member(command, name)
+        if started is not None:  # refused: the report says why
+            verdict.cancel()
+            return started
+        kind, message = await verdict
+        command.report[name] = f"{kind.removeprefix('ar_')}: {message}"
+        return kind == "ar_passed"
 
     def _reached(self, command: GroupCommand, name: str, target: str) -> bool | None:
         """True once the member reached ``target``, False if it ended elsewhere (reported),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,52 @@ def test_passing_snapshots_are_kept_as_known_good_the_last_n(site: DaemonRunner)
     assert snapshots(site) == [f"app-r@{kept[-1]}.snap"]  # the newest known-good one only
     deleted = [e["data"]["snapshot"] for e in site.journal() if e["kind"] == "ar_snapshot_deleted"]
     assert deleted == kept[:2]
+
+
+def test_a_group_test_waits_for_each_members_result_and_reports_it(site: DaemonRunner) -> None:
+    write(
+        site,
+        {"lab": files_provider(site)},
+        scenario(site, "a", "lab", start=["sleep", "0.5"]),
+        scenario(site, "b", "lab", timeout="1s", checks=[{"kind": "script", "command": "false"}]),
+        groups=[{"name": "farm", "scenarios": ["a", "b"]}],
+        recovery_tests={"max_concurrent": 1},
+    )
+    site.start_daemon()
+    done = site.ha("group", "test", "farm", "--wait", timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr  # b failed its rehearsal
+    assert "a: passed: recovered in" in done.stdout
+    assert "b: failed: checks fail on the replica: ar:script: exit 1" in done.stdout
+    journal = site.journal()
+    report = next(e for e in journal if e["kind"] == "group_report")
+    assert all(e["id"] < report["id"] for e in ended(site))  # it waited for both results
+    starts = [e["id"] for e in journal if e["kind"] == "ar_started"]
+    assert [e["id"] for e in ended(site)][0] < starts[1]  # one at a time (max_concurrent)
+    assert snapshots(site) == []
+    assert [site.state(name) for name in ("a", "b")] == [("running", "production")] * 2
+
+
+def test_a_queued_test_that_cannot_start_ends_aborted_and_its_waiters_learn_why(
+    site: DaemonRunner,
+) -> None:
+    write(
+        site,
+        {"lab": files_provider(site)},
+        scenario(site, "a", "lab", start=["sleep", "2"]),
+        scenario(site, "b", "lab"),
+        groups=[{"name": "farm", "scenarios": ["a", "b"]}],
+        recovery_tests={"max_concurrent": 1},
+    )
+    site.start_daemon()
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(site.ha, "group", "test", "farm", "--wait", timeout=60)
+        site.wait_until(lambda: "ar_started" in kinds(site), 10, "a's test started, b's queued")
+        (site.dir / "b@127.0.0.2.alive").unlink()  # b's production dies: b fails over
+        done = waiting.result()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "a: passed" in done.stdout
+    assert "b: aborted: queued test (group:farm) not started: a failover runbook" in done.stdout
+    assert [e["kind"] for e in ended(site) if e["scenario"] == "b"] == ["ar_aborted"]
+    site.wait_state("switched", name="b")
+    assert snapshots(site) == []
+
