@@ -58,6 +58,7 @@ ACTIONS = (
     "switchover",
     "failback",
     "recover",
+    "test",
     "check",
     "wait_for",
     "wait",
@@ -76,6 +77,7 @@ class Task(Model):
     switchover: Target | None = None
     failback: Target | None = None
     recover: Target | None = None
+    test: Target | None = None
     check: Check | None = None
     wait_for: WaitFor | None = None
     wait: Duration | None = None
@@ -98,6 +100,9 @@ class Task(Model):
             raise ValueError(f"give exactly one action of: {', '.join(ACTIONS)}")
         if self.recover is not None and self.recover.active is None:
             raise ValueError("recover needs active: production or replica")
+        target = getattr(self, given[0])
+        if isinstance(target, Target) and target.active is not None and given[0] != "recover":
+            raise ValueError(f"active is for recover only, not {given[0]}")
         return self
 
     @property

@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ha.client import ApiClient, ApiError, group_ended, runbook_ended
+from ha.client import ApiClient, ApiError, Verdict, group_ended, runbook_ended, test_ended
 from ha.playbook.expr import ExpressionError, evaluate
 from ha.playbook.model import Play, Playbook, Task
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
-BUTTONS = ("run", "stop", "failover", "switchover", "failback", "recover")
+BUTTONS = ("run", "stop", "failover", "switchover", "failback", "recover", "test")
 POLL = 0.2
 
 
@@ -117,18 +117,32 @@ class Runner:
                 self.say(f"  would: {where}: {step['plan']}")
             return {"ok": True, "dry_run": True}
         self.say(f"  {answer['message']}")
+        verdict: Verdict
         if group:
-            ok = self.client.follow(answer["command"], "", group_ended(group))
+            verdict, query = group_ended(group), ""
+        elif task.action == "test":
+            verdict, query = test_ended, f"&scenario={scenario}"
         elif answer.get("runbook"):
-            query = f"&runbook={answer['runbook']}"
-            ok = self.client.follow(answer["command"], query, runbook_ended)
+            verdict, query = runbook_ended, f"&runbook={answer['runbook']}"
         else:
-            ok = True
-        if not ok:
-            raise TaskFailed(f"{task.action} of {group or scenario} did not complete")
-        return {"ok": True, **answer}
+            return {"ok": True, **answer}
+        ended: dict[str, Any] = {}
+
+        def seen(event: dict[str, Any]) -> bool | None:
+            result = verdict(event)
+            if result is not None:
+                ended.update(event)
+            return result
+
+        if not self.client.follow(answer["command"], query, seen):
+            raise TaskFailed(
+                f"{task.action} of {group or scenario} did not complete: {ended['message']}"
+            )
+        self.say(f"  {ended['message']}")
+        return {"ok": True, **answer, "ended": ended}
 
     _do_run = _do_stop = _do_failover = _do_switchover = _do_failback = _do_recover = _button
+    _do_test = _button
 
     def _do_check(self, play: Play, task: Task, names: dict[str, Any]) -> dict[str, Any]:
         assert task.check is not None

@@ -22,6 +22,7 @@ from tests.e2e.site import DaemonRunner
 from tests.servers.vcsim import Vcsim
 
 REPLICA_VM = "DC0_C0_RP0_VM0"
+PLAYBOOKS = Path(__file__).parent.parent.parent / "playbooks"
 
 
 def kinds(site: DaemonRunner, prefix: str = "ar_") -> list[str]:
@@ -245,3 +246,65 @@ def test_a_queued_test_that_cannot_start_ends_aborted_and_its_waiters_learn_why(
     site.wait_state("switched", name="b")
     assert snapshots(site) == []
 
+
+REHEARSAL = """\
+- name: Rehearse app
+  tasks:
+    - name: Rehearse the recovery of app on its replica
+      test: {scenario: app}
+      register: rehearsal
+    - name: Production still serves
+      check: {scenario: app, side: production}
+      when: rehearsal.ended.data.recovery_time < 60
+"""
+
+
+def test_a_playbook_test_task_waits_for_the_result_and_registers_it(site: DaemonRunner) -> None:
+    write(site, {"lab": files_provider(site)}, scenario(site, "app", "lab", timeout="2s"))
+    (site.dir / "rehearsal.yaml").write_text(REHEARSAL)
+    site.start_daemon()
+
+    checked = site.ha("play", "--check", str(site.dir / "rehearsal.yaml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "would: test: 2. take a snapshot" in checked.stdout
+    assert kinds(site) == []  # the dry run tested nothing
+
+    done = site.ha("play", str(site.dir / "rehearsal.yaml"), timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "recovered in" in done.stdout
+    assert "TASK [Production still serves]\n  app running; production passes" in done.stdout
+    assert [e["kind"] for e in ended(site)] == ["ar_passed"]
+    commands = [e for e in site.journal() if e["kind"] == "command"]
+    assert "play 'Rehearse app' task" in commands[0]["actor"]
+
+    (site.dir / "app@127.0.0.3.alive").unlink()  # the replica fails its checks
+    failed = site.ha("play", str(site.dir / "rehearsal.yaml"), timeout=60)
+    assert failed.returncode == 1
+    assert "failed: test of app did not complete: " in failed.stdout
+    assert "TASK [Production still serves]" not in failed.stdout
+
+
+def test_the_rehearsal_playbook_tests_every_member_and_leaves_production_alone(
+    site: DaemonRunner,
+) -> None:
+    write(
+        site,
+        {"lab": files_provider(site)},
+        scenario(site, "a", "lab"),
+        scenario(site, "b", "lab"),
+        groups=[{"name": "farm", "scenarios": ["a", "b"], "ordered": True}],
+    )
+    site.start_daemon()
+    playbook = str(PLAYBOOKS / "ar-rehearsal.yaml")
+    checked = site.ha("play", "--check", playbook, "-e", "group=farm")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "would: wave 1: b: test" in checked.stdout  # all at once, though b comes after a
+    assert kinds(site) == []
+
+    done = site.ha("play", playbook, "-e", "group=farm", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "group farm: test done: a: passed: recovered in" in done.stdout
+    assert sorted(e["scenario"] for e in ended(site) if e["kind"] == "ar_passed") == ["a", "b"]
+    assert "TASK [Production is still healthy after it]\n  group farm is protected" in done.stdout
+    assert site.transitions("a") == site.transitions("b") == []
+    assert snapshots(site) == []

@@ -29,7 +29,10 @@ def farm(fleet: Fleet) -> Fleet:
 
 
 def test_every_example_is_exercised() -> None:
+    """Each has a test here, but ar-rehearsal.yaml: test_assured runs it (it needs replicas with
+    machines and snapshots)."""
     assert sorted(p.name for p in PLAYBOOKS.glob("*.yaml")) == [
+        "ar-rehearsal.yaml",
         "dr-drill.yaml",
         "maintenance-switchover.yaml",
         "planned-migration.yaml",
@@ -93,6 +96,8 @@ def test_a_malformed_playbook_names_the_line_and_field(tmp_path: Path) -> None:
         "    - name: unsafe\n"
         "      when: __import__('os').system('id')\n"
         "      wait: 1s\n"
+        "    - name: a side to keep, but not a recover\n"
+        "      test: {group: farm, active: replica}\n"
     )
     result = subprocess.run(
         [sys.executable, "-m", "ha", "play", str(bad), "-c", str(tmp_path / "none.yaml")],
@@ -104,3 +109,4 @@ def test_a_malformed_playbook_names_the_line_and_field(tmp_path: Path) -> None:
     assert f"{bad}: invalid playbook" in result.stderr
     assert "line 6: plays[0].tasks[1].failover.grup: unknown field" in result.stderr
     assert "line 8: plays[0].tasks[2].when: call is not allowed in when" in result.stderr
+    assert "line 10: plays[0].tasks[3]: active is for recover only, not test" in result.stderr
