@@ -217,7 +217,7 @@ def test_a_group_test_waits_for_each_members_result_and_reports_it(site: DaemonR
     report = next(e for e in journal if e["kind"] == "group_report")
     assert all(e["id"] < report["id"] for e in ended(site))  # it waited for both results
     starts = [e["id"] for e in journal if e["kind"] == "ar_started"]
-    assert [e["id"] for e in ended(site)][0] < starts[1]  # one at a time (max_concurrent)
+    assert ended(site)[0]["id"] < starts[1]  # one at a time (max_concurrent)
     assert snapshots(site) == []
     assert [site.state(name) for name in ("a", "b")] == [("running", "production")] * 2
 
