@@ -38,8 +38,22 @@ class Target(Model):
 class WaitFor(Model):
     scenario: str | None = None
     group: str | None = None
-    state: str = Field(description="scenario state, or group rollup (protected, switched, ...)")
+    state: str | None = Field(
+        None, description="scenario state, or group rollup (protected, switched, ...)"
+    )
+    check: str | None = Field(None, description="a scenario's check, by its name in ha status")
+    side: Literal["production", "replica", "active"] = Field("active", description="of check")
     timeout: Duration = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> WaitFor:
+        if (self.scenario is None) == (self.group is None):
+            raise ValueError("give either scenario or group")
+        if (self.state is None) == (self.check is None):
+            raise ValueError("give either state or check")
+        if self.check is not None and self.scenario is None:
+            raise ValueError("check needs scenario: a group has no checks of its own")
+        return self
 
 
 class Check(Model):

@@ -162,18 +162,35 @@ class Runner:
         assert wait is not None
         scenario, group = self._fill(wait.scenario, names), self._fill(wait.group, names)
         what = f"group {group}" if group else str(scenario)
+        check = self._fill(wait.check, names)
+        goal = f"{what}'s {wait.side} side passes {check}" if check else f"{what} is {wait.state}"
         if self.check:
-            self.say(f"  would wait up to {wait.timeout:g}s until {what} is {wait.state}")
+            self.say(f"  would wait up to {wait.timeout:g}s until {goal}")
             return {"ok": True, "dry_run": True}
         deadline = time.monotonic() + wait.timeout
         while True:
-            state = self._state(scenario, group)
-            if state == wait.state:
-                self.say(f"  {what} is {state}")
-                return {"ok": True, "state": state}
+            if check:
+                now, reached = self._check_passes(str(scenario), check, wait.side)
+                result = {"ok": True, "check": now}
+            else:
+                state = self._state(scenario, group)
+                now, reached = f"is {state}", state == wait.state
+                result = {"ok": True, "state": state}
+            if reached:
+                self.say(f"  {what} {now}")
+                return result
             if time.monotonic() > deadline:
-                raise TaskFailed(f"{what} is {state}, not {wait.state}, after {wait.timeout:g}s")
+                raise TaskFailed(f"{what} {now} after {wait.timeout:g}s; waited until {goal}")
             time.sleep(POLL)
+
+    def _check_passes(self, scenario: str, check: str, side: str) -> tuple[str, bool]:
+        """What ``check`` of the scenario's side says now, and whether it passes."""
+        view = self.client.request("GET", f"/v1/scenarios/{scenario}")
+        side = view["active"] if side == "active" else side
+        found = {c["check"]: c for c in view[side]["checks"]}
+        if check not in found:
+            raise TaskFailed(f"{scenario} has no check {check!r}; its checks: {', '.join(found)}")
+        return f"{side} {check}: {found[check]['detail']}", found[check]["ok"] is True
 
     def _state(self, scenario: str | None, group: str | None) -> str:
         if scenario:

@@ -98,6 +98,8 @@ def test_a_malformed_playbook_names_the_line_and_field(tmp_path: Path) -> None:
         "      wait: 1s\n"
         "    - name: a side to keep, but not a recover\n"
         "      test: {group: farm, active: replica}\n"
+        "    - name: a group has no checks\n"
+        "      wait_for: {group: farm, check: script}\n"
     )
     result = subprocess.run(
         [sys.executable, "-m", "ha", "play", str(bad), "-c", str(tmp_path / "none.yaml")],
@@ -110,3 +112,34 @@ def test_a_malformed_playbook_names_the_line_and_field(tmp_path: Path) -> None:
     assert "line 6: plays[0].tasks[1].failover.grup: unknown field" in result.stderr
     assert "line 8: plays[0].tasks[2].when: call is not allowed in when" in result.stderr
     assert "line 10: plays[0].tasks[3]: active is for recover only, not test" in result.stderr
+    assert "line 13: plays[0].tasks[4].wait_for: check needs scenario: a group has no" in (
+        result.stderr
+    )
+
+
+WAIT_FOR_CHECKS = """\
+- name: Wait for checks
+  tasks:
+    - name: The replica of s2 serves
+      wait_for: {scenario: s2, check: script, side: replica, timeout: 5s}
+      register: served
+    - name: The replica of s3 serves
+      wait_for: {scenario: s3, check: script, side: replica, timeout: 1s}
+      when: 'served.check == "replica script: exit 0"'
+"""
+
+
+def test_wait_for_a_check_waits_until_it_passes_or_says_what_it_saw(
+    farm: Fleet, tmp_path: Path
+) -> None:
+    playbook = tmp_path / "checks.yaml"
+    playbook.write_text(WAIT_FOR_CHECKS)
+    farm.alive("s3", "127.0.0.3", False)  # s3's replica fails its check
+    checked = farm.ha("play", "--check", str(playbook))
+    assert "would wait up to 5s until s2's replica side passes script" in checked.stdout
+    done = farm.ha("play", str(playbook), timeout=60)
+    assert done.returncode == 1
+    assert "TASK [The replica of s2 serves]\n  s2 replica script: exit 0" in done.stdout
+    assert "failed: s3 replica script: exit 1 after 1s; waited until s3's replica side" in (
+        done.stdout
+    )
