@@ -154,7 +154,8 @@ def _journal(client: ApiClient, after: int, query: str) -> Iterator[dict[str, An
 
 
 def cmd_group(args: argparse.Namespace) -> int:
-    client = ApiClient(_load(args))
+    config = _load(args)
+    client = ApiClient(config)
     body: dict[str, object] = {"dry_run": args.dry_run}
     if args.active:
         body["active"] = args.active
@@ -168,10 +169,14 @@ def cmd_group(args: argparse.Namespace) -> int:
     if not args.wait:
         return EXIT_OK
     ended = group_ended(args.name)
+    group = next((g for g in config.groups if g.name == args.name), None)
+    members = set(group.scenarios) if group is not None else set()
 
     def verdict(event: dict[str, Any]) -> bool | None:
         if event["kind"].startswith("group_") and event["data"].get("group") == args.name:
             print(event_line(event), flush=True)
+        elif event["kind"] in AR_RESULTS and event["scenario"] in members:
+            print(event_line(event), flush=True)  # a group test: each member's result
         return ended(event)
 
     return EXIT_OK if client.follow(answer["command"], "", verdict) else EXIT_FAILED

@@ -77,13 +77,14 @@ def member_action(scenario: Scenario, action: str, active: Side | None) -> str:
 
 def rollup(members: list[Scenario], operation: str | None) -> str:
     """One word for a group: split, blocked, <action> in progress, protected, switched, stopped,
-    or degraded (anything mixed, or a member whose production is dead)."""
+    or degraded (anything mixed, or a member whose production is dead). A test in progress says
+    so only while every member runs as usual: it drives none of them."""
     states = {m.state for m in members}
     if "split" in states:
         return "split"
     if "blocked" in states:
         return "blocked"
-    if operation is not None:
+    if operation is not None and (operation != "test" or states == {"running"}):
         return f"{operation} in progress"
     now = time.time()
     if states == {"running"}:

@@ -228,7 +228,7 @@ def test_a_queued_test_that_cannot_start_ends_aborted_and_its_waiters_learn_why(
     write(
         site,
         {"lab": files_provider(site)},
-        scenario(site, "a", "lab", start=["sleep", "2"]),
+        scenario(site, "a", "lab", start=["sleep", "6"], timeout="20s"),
         scenario(site, "b", "lab"),
         groups=[{"name": "farm", "scenarios": ["a", "b"]}],
         recovery_tests={"max_concurrent": 1},
@@ -238,8 +238,13 @@ def test_a_queued_test_that_cannot_start_ends_aborted_and_its_waiters_learn_why(
         waiting = pool.submit(site.ha, "group", "test", "farm", "--wait", timeout=60)
         site.wait_until(lambda: "ar_started" in kinds(site), 10, "a's test started, b's queued")
         (site.dir / "b@127.0.0.2.alive").unlink()  # b's production dies: b fails over
+        site.wait_state("switched", name="b")  # though the group's rehearsal goes on
+        status = site.ha("status").stdout
+        assert "group_report" not in kinds(site, "group_")  # the status above was meanwhile
+        assert "group farm: degraded" in status  # not "test in progress": b did fail over
         done = waiting.result()
     assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.index("a ar_passed") < done.stdout.index("group_report")
     assert "a: passed" in done.stdout
     assert "b: aborted: queued test (group:farm) not started: a failover runbook" in done.stdout
     assert [e["kind"] for e in ended(site) if e["scenario"] == "b"] == ["ar_aborted"]
