@@ -284,10 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_proposals)
 
     p = sub.add_parser("play", parents=[common], help="run a playbook through the daemon's API")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="the playbook: YAML, a list of plays (playbooks/)")
     p.add_argument("--check", action="store_true", help="dry run: print every step, change nothing")
     p.add_argument("--yes", action="store_true", help="answer yes to every pause task")
-    p.add_argument("-e", "--extra", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "-e",
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a variable over the plays' vars (repeatable)",
+    )
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser(
