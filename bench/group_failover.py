@@ -154,10 +154,16 @@ def start_listener(port: int) -> BaseProcess:
 
 
 async def measure(
-    members: int, machines: bool = True, batched: bool = True, log_level: str = "warning"
+    members: int,
+    machines: bool = True,
+    batched: bool = True,
+    log_level: str = "warning",
+    phases: dict[str, float] | None = None,
 ) -> tuple[float, float]:
     """Seconds from the group command to its report, and the CPU seconds of this process
-    (the daemon's loop and its SQLite thread; not the servers, not the commands) meanwhile."""
+    (the daemon's loop and its SQLite thread; not the servers, not the commands) meanwhile.
+    ``phases`` gets, for each kind of journal entry (and its step), when the last member wrote
+    it: milliseconds after the group command."""
     with tempfile.TemporaryDirectory(prefix="ha-bench-group-") as tmp:
         root = Path(tmp)
         os.chmod(tmp, 0o755)  # named runs as the bind user
@@ -186,12 +192,38 @@ async def measure(
                     s.record.reason for s in daemon.scenarios.values() if s.state != "switched"
                 }
                 assert not reasons, reasons
+                if phases is not None:
+                    phases.update(await journal_phases(daemon, outcome.command))
                 return elapsed, cpu
             finally:
                 daemon.request_stop()
                 await loop
                 await daemon.stop()
                 stop_process(listener, grace=0)
+
+
+async def journal_phases(daemon: Daemon, command: int | None) -> dict[str, float]:
+    """Each kind of entry (with its step or trigger) the group command led to, and when its last
+    one was written: milliseconds after the command, in the order of those times."""
+    events = await daemon.store.events(after=(command or 1) - 1, limit=10**6)
+    last: dict[str, float] = {}
+    for event in events:
+        what = event.step or str(event.data.get("trigger", ""))
+        last[f"{event.kind} {what}".strip()] = (event.ts - events[0].ts) * 1000
+    return dict(sorted(last.items(), key=lambda item: item[1]))
+
+
+def print_phases(first: int, last: int, phases: dict[int, dict[str, float]]) -> None:
+    print("\nwhen the last member wrote each entry, ms after the group command:")
+    print(f"{'entry':<34} {first:>8} {last:>8} {'ms per member more':>18}")
+    before = {first: 0.0, last: 0.0}
+    for entry, at in phases[last].items():
+        one = phases[first].get(entry)
+        if one is None:
+            continue
+        more = (at - before[last] - (one - before[first])) / (last - first)
+        print(f"{entry:<34} {one:>8.1f} {at:>8.1f} {more:>18.3f}")
+        before = {first: one, last: at}
 
 
 def main() -> None:
@@ -215,6 +247,11 @@ def main() -> None:
         choices=["debug", "info", "warning", "error"],
         help="the daemon's log level (to stderr); the daemon's default is info",
     )
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="also when each journal entry's last member came, for the first and largest group",
+    )
     add_option(parser)
     args = parser.parse_args()
     configure_logging(args.log_level, "json")
@@ -223,11 +260,19 @@ def main() -> None:
     print(f"{'members':>8} {'seconds':>8} {'vs 1':>6} {'CPU s':>6} {'CPU ms per member more':>23}")
     times: dict[int, float] = {}
     cpus: dict[int, float] = {}
+    phases: dict[int, dict[str, float]] = {}
     first = args.members[0]
     for members in args.members:
+        phases[members] = {}
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # the service's loop
             times[members], cpus[members] = runner.run(
-                measure(members, not args.no_machines, not args.one_by_one, args.log_level)
+                measure(
+                    members,
+                    not args.no_machines,
+                    not args.one_by_one,
+                    args.log_level,
+                    phases[members] if args.phases else None,
+                )
             )
         ratio = times[members] / times[first]
         more = members - first
@@ -240,6 +285,8 @@ def main() -> None:
     ratio = times[last] / times[first]
     verdict = "met" if ratio < TARGET_RATIO else "MISSED"
     print(f"target: the largest group under {TARGET_RATIO:g}x the time of the first: {verdict}")
+    if args.phases and last != first:
+        print_phases(first, last, phases)
     write(
         args.summary,
         Figure(f"group failover of {first}", f"{times[first]:.3f} s"),
