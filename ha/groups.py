@@ -146,8 +146,11 @@ class GroupRunner:
         return group in self.running
 
     def busy(self, group: str, action: str) -> str | None:
-        """The command in progress that ``action`` would have to wait for, or None."""
-        entry = (self.testing if action == "test" else self.running).get(group)
+        """The command in progress that ``action`` would have to wait for, or None. A test waits
+        for any; nothing waits for a test (a failover of the group may start during one)."""
+        entry = self.running.get(group)
+        if action == "test":
+            entry = entry or self.testing.get(group)
         return entry[0] if entry else None
 
     def start(self, command: GroupCommand) -> None:

@@ -237,6 +237,9 @@ def test_a_queued_test_that_cannot_start_ends_aborted_and_its_waiters_learn_why(
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(site.ha, "group", "test", "farm", "--wait", timeout=60)
         site.wait_until(lambda: "ar_started" in kinds(site), 10, "a's test started, b's queued")
+        again = site.ha("group", "test", "farm")
+        assert "group farm is busy: test in progress" in again.stderr, again.stdout
+        assert site.ha("group", "failover", "farm", "--dry-run").returncode == 0  # not held
         (site.dir / "b@127.0.0.2.alive").unlink()  # b's production dies: b fails over
         site.wait_state("switched", name="b")  # though the group's rehearsal goes on
         status = site.ha("status").stdout
