@@ -109,10 +109,16 @@ class Autopilot:
         runbook: str,
         actor: str = "detector",
         observers: tuple[str, ...] = ("local",),
+        *,
+        force: bool = False,
+        force_promotion: bool = False,
     ) -> JournalEvent:
+        """Journal the proposal. ``force`` and ``force_promotion`` (the operator's options) are
+        kept in it: a runbook resumed after a restart runs with them again."""
         verb = {"act": "proposes", "operator": "proposes"}.get(mode, "would")
         where = {"observe": " (observing only)", "budget": " (budget spent)"}.get(mode, "")
         data = proposal_data(scenario, parts, action, reason, mode, runbook, observers)
+        data.update(force=force, force_promotion=force_promotion)
         group = self.config.group_of(scenario.name)
         if group is not None and group.failover == "together" and actor == "detector":
             data.update(group=group.name, scenarios=group.scenarios)

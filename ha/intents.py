@@ -66,6 +66,8 @@ async def apply_intent(daemon: Daemon, intent: Intent) -> None:
                 "operator",
                 kwargs["runbook"],
                 actor=intent.actor,
+                force=intent.force or intent.confirmed,
+                force_promotion=intent.force_promotion,
             )
             kwargs["proposal"] = proposal.id
         changed = await daemon.pull(scenario, intent.action, **kwargs)

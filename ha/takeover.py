@@ -85,6 +85,12 @@ async def resume_runbooks(daemon: Daemon, why: str) -> None:
                 message=f"resuming {scenario.record.runbook_kind} {why}",
             )
         )
+        # The operator's options (--force, a group's confirmation) are in its proposal.
+        proposal = await daemon.parts[scenario.name].proposal(str(scenario.record.runbook))
+        if proposal.get("force"):
+            daemon.forced.add(scenario.name)
+        if proposal.get("force_promotion"):
+            daemon.force_promotion.add(scenario.name)
         daemon.start_runbook(scenario)
 
 

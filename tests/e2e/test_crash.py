@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from tests.e2e.site import Site
+from tests.e2e.site import Fleet, Site
 from tests.e2e.test_failover import FAILOVER_STEPS, steps_done
 
 
@@ -66,3 +66,21 @@ def test_a_failing_step_blocks_with_the_reason_and_resumes_where_it_stopped(site
         "blocked -> failing_over",
         "failing_over -> switched",
     ]
+
+
+def test_a_forced_failover_resumed_after_a_restart_is_still_forced(fleet: Fleet) -> None:
+    slow = {"name": "slow", "command": ["sh", "-c", "test {name} != s1 || sleep 2"]}
+    fleet.write_config(hooks={"pre_failover": [slow]})
+    fleet.start_daemon()
+    assert fleet.ha("failover", "s1", "--force").returncode == 0  # production answers
+    fleet.wait_until(lambda: any(e["kind"] == "step_started" for e in fleet.journal()), 10, "hook")
+    fleet.stop_daemon(signal.SIGKILL)  # before confirm_failure: the restart must remember --force
+
+    fleet.start_daemon()
+    fleet.wait_state("switched", timeout=30, name="s1")
+    confirmed = next(
+        e for e in fleet.journal() if e["step"] == "confirm_failure" and e["kind"] == "step_done"
+    )
+    assert confirmed["message"].startswith("forced: production")
+    proposal = next(e for e in fleet.journal() if e["kind"] == "proposal")
+    assert proposal["data"]["force"] is True
