@@ -259,10 +259,9 @@ class Daemon:
                 self.agenda.at(scenario.name, scenario.detectors["production"].expires_at(now))
                 return
             if group is not None and group.failover == "together":
-                self.groups.start(GroupCommand(group, "failover", "detector"))
-                await journal_group_start(
-                    self, group.name, "failover", "detector", kwargs["reason"]
-                )
+                command = GroupCommand(group, "failover", "detector")
+                self.groups.start(command)
+                await journal_group_start(self, command, kwargs["reason"])
             else:
                 await self.pull(scenario, "failover", **kwargs)
         elif scenario.state == "switched":

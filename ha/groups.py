@@ -23,6 +23,7 @@ import structlog
 from ha.ar_runner import Verdict
 from ha.commands import Intent, Outcome
 from ha.groups_config import GroupConfig
+from ha.machine import RUNBOOK_STATES
 from ha.scenario import Scenario
 from ha.store import JournalEvent, Side, Store
 from ha.wave import RedirectGate, set_gate
@@ -239,6 +240,9 @@ class GroupRunner:
             command.report[name] = skip
             return True
         action = member_action(scenario, command.action, command.active)
+        kind = f"recover-{command.active}" if action == "recover" else action
+        if scenario.state in RUNBOOK_STATES and scenario.record.runbook_kind == kind:
+            return None  # its runbook is in flight already (resumed after a restart): wait
         intent = Intent(
             action=action,
             scenario=name,

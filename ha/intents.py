@@ -98,9 +98,7 @@ async def _apply_group_intent(daemon: Daemon, intent: Intent) -> None:
     else:
         command = GroupCommand(group, intent.action, intent.actor, intent.active)
         daemon.groups.start(command)
-        event = await journal_group_start(
-            daemon, group.name, intent.action, intent.actor, f"requested{_options(intent)}"
-        )
+        event = await journal_group_start(daemon, command, f"requested{_options(intent)}")
         outcome = Outcome(
             "accepted", f"group {group.name}: {intent.action} started", command=event.id
         )
@@ -108,15 +106,15 @@ async def _apply_group_intent(daemon: Daemon, intent: Intent) -> None:
         intent.future.set_result(outcome)
 
 
-async def journal_group_start(
-    daemon: Daemon, group: str, action: str, actor: str, reason: str
-) -> JournalEvent:
+async def journal_group_start(daemon: Daemon, command: GroupCommand, reason: str) -> JournalEvent:
+    """The group command's entry: what a restart finds to resume it (ha.takeover)."""
+    group, action = command.group.name, command.action
     return await daemon.store.append(
         JournalEvent(
             kind="group_command",
             message=f"group {group}: {action}: {reason}",
-            actor=actor,
-            data={"group": group, "action": action},
+            actor=command.actor,
+            data={"group": group, "action": action, "active": command.active},
         )
     )
 

@@ -20,6 +20,7 @@ import structlog
 from ha.ar_runner import RecoveryTests
 from ha.autopilot import Autopilot
 from ha.commands import Outcome
+from ha.groups import GroupCommand
 from ha.machine import RUNBOOK_STATES
 from ha.store import JournalEvent, ScenarioRecord
 
@@ -64,6 +65,7 @@ async def take_charge(daemon: Daemon, records: Mapping[str, ScenarioRecord], why
     daemon.in_charge = True
     daemon.prepare(s for s in daemon.scenarios.values() if s.state == "running")
     await resume_runbooks(daemon, why)
+    await resume_groups(daemon, why)
 
 
 async def resume_runbooks(daemon: Daemon, why: str) -> None:
@@ -92,6 +94,44 @@ async def resume_runbooks(daemon: Daemon, why: str) -> None:
         if proposal.get("force_promotion"):
             daemon.force_promotion.add(scenario.name)
         daemon.start_runbook(scenario)
+
+
+async def resume_groups(daemon: Daemon, why: str) -> None:
+    """Group commands that a restart or a change of leader interrupted (a ``group_command``
+    with no ``group_report`` after it) start again: members already at their goal are skipped,
+    a member whose runbook resumed above is waited for, the later waves follow. An interrupted
+    group test ends with its report instead: the restart rolled each rehearsal back."""
+    events = await daemon.store.events(kinds=("group_command", "group_report"), limit=10**9)
+    open_commands: dict[tuple[str, bool], JournalEvent] = {}
+    for event in events:
+        key = (str(event.data.get("group")), event.data.get("action") == "test")
+        if event.kind == "group_command":
+            open_commands[key] = event
+        else:
+            open_commands.pop(key, None)
+    groups = {group.name: group for group in daemon.config.groups}
+    for (name, test), event in open_commands.items():
+        group, action = groups.get(name), str(event.data.get("action"))
+        active = event.data.get("active")
+        if group is None or test or (action == "recover" and active is None):
+            await daemon.store.append(
+                JournalEvent(
+                    kind="group_report",
+                    message=f"group {name}: {action} interrupted {why}; not resumed",
+                    actor=event.actor,
+                    data={"group": name, "action": action, "ok": False, "members": {}},
+                )
+            )
+            continue
+        await daemon.store.append(
+            JournalEvent(
+                kind="group_resumed",
+                message=f"group {name}: resuming {action} (command #{event.id}) {why}",
+                actor=event.actor,
+                data={"group": name, "action": action, "command": event.id},
+            )
+        )
+        daemon.groups.start(GroupCommand(group, action, event.actor, active))
 
 
 async def lead(daemon: Daemon, cluster: Cluster) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 from tests.e2e.site import Fleet
@@ -69,6 +70,31 @@ def test_a_member_with_a_dead_replica_stops_the_later_waves_with_a_report(fleet:
     assert "failover failed" in pushed.stdout
     assert fleet.state("s3") == ("running", "production")
     assert fleet.active("s3") == ""
+
+
+def test_a_group_failover_interrupted_by_a_restart_goes_on_after_it(fleet: Fleet) -> None:
+    slow = {"name": "slow", "command": ["sh", "-c", "test {name} != s1 || sleep 2"]}
+    fleet.write_config(groups=ORDERED, hooks={"pre_failover": [slow]})
+    fleet.start_daemon()
+    assert fleet.ha("group", "failover", "farm").returncode == 0
+    fleet.wait_until(
+        lambda: any(e["kind"] == "step_started" and e["scenario"] == "s1" for e in fleet.journal()),
+        10,
+        "s1's runbook started",
+    )
+    fleet.stop_daemon(signal.SIGKILL)  # wave 1 in flight, waves 2 and 3 not started
+    assert fleet.state("s2") == ("running", "production")
+
+    fleet.start_daemon()
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 40, "report"
+    )
+    assert report(fleet)["ok"] is True
+    for name in ("s1", "s2", "s3"):
+        assert fleet.state(name) == ("switched", "replica")
+    resumed = next(e for e in fleet.journal() if e["kind"] == "group_resumed")
+    assert resumed["message"].startswith("group farm: resuming failover (command #")
+    assert finished_at(fleet, "s1") < started_at(fleet, "s2")  # still wave by wave
 
 
 def test_group_failback_and_run_stop(fleet: Fleet) -> None:
