@@ -242,7 +242,7 @@ class GroupRunner:
         action = member_action(scenario, command.action, command.active)
         kind = f"recover-{command.active}" if action == "recover" else action
         if scenario.state in RUNBOOK_STATES and scenario.record.runbook_kind == kind:
-            return None  # its runbook is in flight already (resumed after a restart): wait
+            return None  # its runbook is in flight (resumed after a restart, or its own): wait
         intent = Intent(
             action=action,
             scenario=name,
