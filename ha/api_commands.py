@@ -86,7 +86,7 @@ async def rearm(request: web.Request) -> web.Response:
 async def group_command(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     name, action = request.match_info["name"], request.match_info["action"]
-    group = next((g for g in daemon.config.groups if g.name == name), None)
+    group = daemon.config.group(name)
     if group is None:
         raise web.HTTPNotFound(reason=f"no group named {name!r}")
     if action not in GROUP_ACTIONS:

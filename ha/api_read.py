@@ -92,7 +92,7 @@ async def reports(request: web.Request) -> web.Response:
     group = request.query.get("group")
     members = None
     if group is not None:
-        found = next((g for g in daemon.config.groups if g.name == group), None)
+        found = daemon.config.group(group)
         if found is None:
             return error(404, f"no group named {group!r}")
         members = set(found.scenarios)

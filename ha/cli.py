@@ -169,7 +169,7 @@ def cmd_group(args: argparse.Namespace) -> int:
     if not args.wait:
         return EXIT_OK
     ended = group_ended(args.name)
-    group = next((g for g in config.groups if g.name == args.name), None)
+    group = config.group(args.name)
     members = set(group.scenarios) if group is not None else set()
 
     def verdict(event: dict[str, Any]) -> bool | None:

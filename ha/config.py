@@ -362,6 +362,9 @@ class Config(Model):
     def group_of(self, scenario: str) -> GroupConfig | None:
         return next((g for g in self.groups if scenario in g.scenarios), None)
 
+    def group(self, name: str) -> GroupConfig | None:
+        return next((g for g in self.groups if g.name == name), None)
+
     @model_validator(mode="before")
     @classmethod
     def _api_paths_resolve_too(cls, data: Any) -> Any:

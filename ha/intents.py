@@ -91,7 +91,8 @@ async def apply_intent(daemon: Daemon, intent: Intent) -> None:
 
 
 async def _apply_group_intent(daemon: Daemon, intent: Intent) -> None:
-    group = next(g for g in daemon.config.groups if g.name == intent.group)
+    group = daemon.config.group(str(intent.group))
+    assert group is not None  # the API checked it
     why_not = group_conflict(daemon, group.name, intent.action, intent.active)
     if why_not is not None:
         outcome = Outcome("conflict", why_not)

@@ -109,9 +109,8 @@ async def resume_groups(daemon: Daemon, why: str) -> None:
             open_commands[key] = event
         else:
             open_commands.pop(key, None)
-    groups = {group.name: group for group in daemon.config.groups}
     for (name, test), event in open_commands.items():
-        group, action = groups.get(name), str(event.data.get("action"))
+        group, action = daemon.config.group(name), str(event.data.get("action"))
         active = event.data.get("active")
         if group is None or test or (action == "recover" and active is None):
             await daemon.store.append(
