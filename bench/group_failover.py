@@ -14,7 +14,11 @@ the CPU is this process's meanwhile (the daemon's loop and its SQLite thread, no
 the commands), and per member more than the first row.
 The provider's commands take ``{machines}``: each run serves every machine queued meanwhile.
 ``--one-by-one`` gives each machine its own commands instead (four processes per member);
-``--no-machines`` leaves out fencing and activation, to show the orchestration alone; the daemon
+``--no-machines`` leaves out fencing and activation, to show the orchestration alone;
+``--steps journal`` keeps every step and its journal entries but makes it do nothing, and
+``--steps none`` gives each runbook no step at all (the command, the proposal, the transitions
+and the report alone): floors that show what the orchestration costs per member before any
+step acts (diagnostics, not product options). The daemon
 logs at ``warning`` unless ``--log-level`` says otherwise (its own default is ``info``). Target:
 100 members take under 2 times as long as one. Not a test: CI never runs it; everything it
 starts is stopped at the end.
@@ -24,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import multiprocessing
 import os
 import tempfile
@@ -32,6 +38,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from bench.dns_redirect import QUIET, ZONE, bind_pair, free_port
 from bench.servers import accept_until_orphaned, listening, stop_process
@@ -40,7 +47,9 @@ from ha.commands import Intent
 from ha.config import parse_config
 from ha.daemon import Daemon
 from ha.logs import configure_logging
+from ha.runbook import Step
 from ha.service import event_loop_factory, settle_heap
+from ha.steps import build_steps
 
 PRODUCTION, REPLICA = "127.0.0.2", "127.0.0.3"
 TARGET_RATIO = 2.0
@@ -128,6 +137,22 @@ def provider(root: Path, batched: bool) -> dict[str, Any]:
 
 def machine(name: str, suffix: str, machines: bool) -> dict[str, Any]:
     return {"machine": {"provider": "lab", "name": f"{name}-{suffix}"}} if machines else {}
+
+
+def stub_steps(what: str) -> contextlib.AbstractContextManager[object]:
+    """``all``: the real steps. ``journal``: each step journaled as usual, doing nothing.
+    ``none``: a runbook of no steps."""
+    if what == "all":
+        return contextlib.nullcontext()
+
+    async def nothing() -> str:
+        return "did nothing (benchmark: --steps journal)"
+
+    def stubbed(*args: Any, **kwargs: Any) -> list[Step]:
+        steps = build_steps(*args, **kwargs)
+        return [dataclasses.replace(s, action=nothing) for s in steps] if what == "journal" else []
+
+    return mock.patch("ha.daemon.build_steps", stubbed)
 
 
 def serve_port(port: int, ready: Connection, lifetime: float) -> None:
@@ -242,6 +267,12 @@ def main() -> None:
         help="one provider command per machine (no {machines}): four processes per member",
     )
     parser.add_argument(
+        "--steps",
+        default="all",
+        choices=["all", "journal", "none"],
+        help="diagnostic floors: journal = steps journaled but doing nothing; none = no steps",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],
@@ -264,7 +295,10 @@ def main() -> None:
     first = args.members[0]
     for members in args.members:
         phases[members] = {}
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # the service's loop
+        with (
+            stub_steps(args.steps),
+            asyncio.Runner(loop_factory=event_loop_factory()) as runner,  # the service's loop
+        ):
             times[members], cpus[members] = runner.run(
                 measure(
                     members,
@@ -284,9 +318,13 @@ def main() -> None:
     last = args.members[-1]
     ratio = times[last] / times[first]
     verdict = "met" if ratio < TARGET_RATIO else "MISSED"
+    if args.steps != "all":
+        verdict = f"not judged (--steps {args.steps} is a diagnostic floor)"
     print(f"target: the largest group under {TARGET_RATIO:g}x the time of the first: {verdict}")
     if args.phases and last != first:
         print_phases(first, last, phases)
+    if args.steps != "all":
+        return
     write(
         args.summary,
         Figure(f"group failover of {first}", f"{times[first]:.3f} s"),
