@@ -59,10 +59,17 @@ PUSH_BUTTONS = {
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
-    print(
-        f"{args.file}: valid ({len(config.scenarios)} scenarios, {len(config.providers)} providers)"
+    path = args.file or _config_path(args)
+    config = load_config(path)
+    counts = ", ".join(
+        f"{len(items)} {noun if len(items) == 1 else noun + 's'}"
+        for noun, items in (
+            ("scenario", config.scenarios),
+            ("group", config.groups),
+            ("provider", config.providers),
+        )
     )
+    print(f"{path}: valid ({counts})")
     return EXIT_OK
 
 
@@ -203,8 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check a config file; print every error with its path")
-    p.add_argument("file", type=Path)
+    p = sub.add_parser(
+        "validate", parents=[common], help="check a config file; print every error with its path"
+    )
+    p.add_argument("file", type=Path, nargs="?", help="the config file (same as -c)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(

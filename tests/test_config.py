@@ -150,7 +150,21 @@ def test_ha_validate_accepts_a_good_file(
 ) -> None:
     path = write(tmp_path, GOOD)
     assert main(["validate", str(path)]) == 0
-    assert "valid (1 scenarios, 1 providers)" in capsys.readouterr().out
+    assert f"{path}: valid (1 scenario, 0 groups, 1 provider)" in capsys.readouterr().out
+
+
+def test_ha_validate_finds_the_file_as_every_command_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-c, else $HA_CONFIG: an operator who typed `ha status -c FILE` types the same here."""
+    good = write(tmp_path, GOOD)
+    assert main(["validate", "-c", str(good)]) == 0
+    assert f"{good}: valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("port: 443", "port: 70000"))
+    monkeypatch.setenv("HA_CONFIG", str(bad))
+    assert main(["validate"]) == 2
+    assert f"{bad}: invalid configuration" in capsys.readouterr().err
 
 
 def test_the_daemon_refuses_an_invalid_file_and_starts_nothing(
