@@ -338,6 +338,7 @@ def _verify(parts: Parts, side: Side) -> Step:
         results = await parts.probe(side)
         if not all(r.ok for r in results.values()):
             raise StepError(f"{side} fails after redirect: {summary(results)}")
-        return f"users sent to {', '.join(seen) or address}; {side} passes: {summary(results)}"
+        sent = f"users sent to {', '.join(seen)}" if seen else "no redirection to read back"
+        return f"{sent}; {side} passes: {summary(results)}"
 
     return Step("verify", f"read back every redirection ({address}) and probe {side}", action)

@@ -1,5 +1,6 @@
 """The confirm_failure step of a forced failover: production's fresh results are enough, no probe
-waits on a production that hangs. The real daemon in-process, real HTTP servers on loopback."""
+waits on a production that hangs; its verify step, without redirection, says so. The real daemon
+in-process, real HTTP servers on loopback."""
 
 from __future__ import annotations
 
@@ -56,16 +57,18 @@ async def test_a_forced_failover_goes_on_from_fresh_results_without_waiting_on_a
     store = daemon.store
     await store.open()
     try:
-        (confirmed,) = [
-            e
-            for e in await store.events(scenario="s1")
-            if e.kind == "step_done" and e.step == "confirm_failure"
-        ]
+        done = {e.step: e for e in await store.events(scenario="s1") if e.kind == "step_done"}
     finally:
         await store.close()
+    confirmed = done["confirm_failure"]
     assert re.fullmatch(
         r"forced: production's latest probes \(\d+ms ago\) do not show it dead:"
         r" web ok \(200 in [\d.]+ms\)",
         confirmed.message,
     ), confirmed.message
     assert confirmed.data["seconds"] < 0.5  # a probe now would have waited for its 1 s timeout
+    # No redirection is configured: the verify step does not claim that users were sent anywhere.
+    assert re.fullmatch(
+        r"no redirection to read back; replica passes: web-r ok \(200 in [\d.]+ms\)",
+        done["verify"].message,
+    ), done["verify"].message
