@@ -50,7 +50,11 @@ def status_table(status: dict[str, Any]) -> str:
         for row in rows
     ]
     for group in status.get("groups", []):
-        members = ", ".join(f"{m['name']} {m['state']}" for m in group["members"])
+        members = ", ".join(
+            f"{m['name']} {m['state']}"
+            + (f" with its {m['unprotected']}" if m.get("unprotected") else "")
+            for m in group["members"]
+        )
         notes.append(f"group {group['name']}: {group['state']} ({members})")
     notes.append(f"failover budget: {status['budget']}")
     if status["observe_only"]:

@@ -76,10 +76,22 @@ def member_action(scenario: Scenario, action: str, active: Side | None) -> str:
     return "failover" if active == "replica" else "failback"
 
 
+def unprotected(member: Scenario, now: float) -> str | None:
+    """Why a running member is not protected, or None: its production is dead (a failover is due,
+    or held back), or its replica is (nothing to fail over to; a virtual standby's replica is off
+    by design and not checked)."""
+    if member.detectors["production"].is_dead(now):
+        return "production dead"
+    if not member.config.replica.standby and member.detectors["replica"].is_dead(now):
+        return "replica dead"
+    return None
+
+
 def rollup(members: list[Scenario], operation: str | None) -> str:
     """One word for a group: split, blocked, <action> in progress, protected, switched, stopped,
-    or degraded (anything mixed, or a member whose production is dead). A test in progress says
-    so only while every member runs as usual: it drives none of them."""
+    or degraded (anything mixed, or a running member that is not protected: its production or
+    its replica is dead). A test in progress says so only while every member runs as usual: it
+    drives none of them."""
     states = {m.state for m in members}
     if "split" in states:
         return "split"
@@ -89,8 +101,7 @@ def rollup(members: list[Scenario], operation: str | None) -> str:
         return f"{operation} in progress"
     now = time.time()
     if states == {"running"}:
-        dead = any(m.detectors["production"].is_dead(now) for m in members)
-        return "degraded" if dead else "protected"
+        return "degraded" if any(unprotected(m, now) for m in members) else "protected"
     if states == {"switched"}:
         return "switched"
     if states == {"stopped"}:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ha.groups import rollup
+from ha.groups import rollup, unprotected
 from ha.scenario import SIDES, Scenario
 from ha.store import JournalEvent
 
@@ -75,6 +75,7 @@ def proposal_report(events: list[JournalEvent]) -> list[dict[str, Any]]:
 
 def group_views(daemon: Any) -> list[dict[str, Any]]:
     views = []
+    now = time.time()
     for group in daemon.config.groups:
         members = [daemon.scenarios[name] for name in group.scenarios]
         operation = daemon.groups.operation(group.name)
@@ -86,7 +87,13 @@ def group_views(daemon: Any) -> list[dict[str, Any]]:
                 "failover": group.failover,
                 "waves": group.waves(),
                 "members": [
-                    {"name": m.name, "state": m.state, "active": m.record.active} for m in members
+                    {
+                        "name": m.name,
+                        "state": m.state,
+                        "active": m.record.active,
+                        "unprotected": unprotected(m, now) if m.state == "running" else None,
+                    }
+                    for m in members
                 ],
             }
         )

@@ -35,7 +35,13 @@ function groupRow(ctx, g) {
     h("td", {}, g.name),
     h("td", { class: "state" }, badge(g.state)),
     h("td", {}, g.failover),
-    h("td", {}, g.members.map((m) => h("span", { class: "member" }, `${m.name} `, badge(m.state)))),
+    h("td", {}, g.members.map((m) => h(
+      "span",
+      { class: "member" },
+      `${m.name} `,
+      badge(m.state),
+      m.unprotected ? h("span", { class: "tag" }, m.unprotected) : null,
+    ))),
     h("td", {}, h("div", { class: "buttons" }, buttons)),
   );
 }

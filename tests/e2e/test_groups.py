@@ -60,6 +60,12 @@ def test_a_member_with_a_dead_replica_stops_the_later_waves_with_a_report(fleet:
     fleet.wait_until(
         lambda: fleet.api("GET", "/v1/scenarios/s2")[1]["replica"]["dead"], 10, "s2's replica dead"
     )
+    # Nothing to fail s2 over to: the group is not "protected", and status says which member.
+    (farm,) = fleet.api("GET", "/v1/groups")[1]["groups"]
+    assert farm["state"] == "degraded"
+    assert [m["unprotected"] for m in farm["members"]] == [None, "replica dead", None]
+    status = fleet.ha("status").stdout
+    assert "farm: degraded (s1 running, s2 running with its replica dead, s3 running)" in status
     pushed = fleet.ha("group", "failover", "farm", "--wait")
     assert pushed.returncode == 1, pushed.stdout + pushed.stderr
 
