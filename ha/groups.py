@@ -22,7 +22,7 @@ import structlog
 
 from ha.ar_runner import Verdict
 from ha.commands import Intent, Outcome
-from ha.groups_config import GroupConfig
+from ha.groups_config import GROUP_ACTIONS, GroupConfig
 from ha.machine import RUNBOOK_STATES
 from ha.scenario import Scenario
 from ha.store import JournalEvent, Side, Store
@@ -30,7 +30,6 @@ from ha.wave import RedirectGate, set_gate
 
 log = structlog.get_logger("ha.groups")
 
-GROUP_ACTIONS = ("run", "stop", "failover", "switchover", "failback", "recover", "test")
 WAVE_POLL = 0.02  # seconds between two looks at the members of a wave in flight
 
 
@@ -88,10 +87,10 @@ def unprotected(member: Scenario, now: float) -> str | None:
 
 
 def rollup(members: list[Scenario], operation: str | None) -> str:
-    """One word for a group: split, blocked, <action> in progress, protected, switched, stopped,
-    or degraded (anything mixed, or a running member that is not protected: its production or
-    its replica is dead). A test in progress says so only while every member runs as usual: it
-    drives none of them."""
+    """One of GROUP_STATES for a group: split, blocked, <action> in progress, protected,
+    switched, stopped, or degraded (anything mixed, or a running member that is not protected:
+    its production or its replica is dead). A test in progress says so only while every member
+    runs as usual: it drives none of them."""
     states = {m.state for m in members}
     if "split" in states:
         return "split"

@@ -14,6 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ha.duration import Duration
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+GROUP_ACTIONS = ("run", "stop", "failover", "switchover", "failback", "recover", "test")
+# What a group's rollup can say (ha.groups.rollup): also what a playbook's wait_for may wait for.
+GROUP_STATES = (
+    "protected",
+    "degraded",
+    "switched",
+    "stopped",
+    "blocked",
+    "split",
+    *(f"{action} in progress" for action in GROUP_ACTIONS),
+)
 
 
 class GroupDefaults(BaseModel):

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ha.config_errors import format_validation_error
 from ha.duration import Duration
 from ha.errors import ConfigError
+from ha.groups_config import GROUP_STATES
+from ha.machine import STATES
 from ha.playbook.expr import ExpressionError, check_expression
 
 
@@ -53,6 +55,12 @@ class WaitFor(Model):
             raise ValueError("give either state or check")
         if self.check is not None and self.scenario is None:
             raise ValueError("check needs scenario: a group has no checks of its own")
+        known, what = (STATES, "scenario") if self.scenario is not None else (GROUP_STATES, "group")
+        if self.state is not None and self.state not in known:
+            shown = ", ".join(state for state in known if not state.endswith(" in progress"))
+            if what == "group":
+                shown += ", or ACTION in progress"
+            raise ValueError(f"state {self.state!r} is no {what} state; one of: {shown}")
         return self
 
 

@@ -100,6 +100,10 @@ def test_a_malformed_playbook_names_the_line_and_field(tmp_path: Path) -> None:
         "      test: {group: farm, active: replica}\n"
         "    - name: a group has no checks\n"
         "      wait_for: {group: farm, check: script}\n"
+        "    - name: a typo would wait until the timeout\n"
+        "      wait_for: {group: farm, state: switchd, timeout: 10m}\n"
+        "    - name: a scenario state, not a group's\n"
+        "      wait_for: {scenario: s1, state: protected}\n"
     )
     result = subprocess.run(
         [sys.executable, "-m", "ha", "play", str(bad), "-c", str(tmp_path / "none.yaml")],
@@ -113,6 +117,13 @@ def test_a_malformed_playbook_names_the_line_and_field(tmp_path: Path) -> None:
     assert "line 8: plays[0].tasks[2].when: call is not allowed in when" in result.stderr
     assert "line 10: plays[0].tasks[3]: active is for recover only, not test" in result.stderr
     assert "line 13: plays[0].tasks[4].wait_for: check needs scenario: a group has no" in (
+        result.stderr
+    )
+    assert (
+        "line 15: plays[0].tasks[5].wait_for: state 'switchd' is no group state; one of:"
+        " protected, degraded, switched, stopped, blocked, split, or ACTION in progress"
+    ) in result.stderr
+    assert "line 17: plays[0].tasks[6].wait_for: state 'protected' is no scenario state;" in (
         result.stderr
     )
 
