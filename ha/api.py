@@ -18,7 +18,7 @@ from ha.api_base import DAEMON, FEED, PRINCIPAL, ROUTES, Handler, Param, Route, 
 from ha.api_feed import JournalFeed
 from ha.commands import ACTIONS
 from ha.daemon import Daemon
-from ha.groups import GROUP_ACTIONS
+from ha.groups_config import GROUP_ACTIONS
 from ha.metrics import METRICS, Metrics, metrics_page
 from ha.openapi import openapi_json
 from ha.reports import FORMATS, REPORTS

@@ -16,7 +16,8 @@ from ha.api_base import DAEMON, actor, error, scenario_of
 from ha.commands import ACTIONS, RUNBOOK_COMMANDS, Intent, conflict
 from ha.daemon import Daemon
 from ha.format import test_plan
-from ha.groups import GROUP_ACTIONS, command_waves, group_conflict, skip_reason
+from ha.groups import command_waves, group_conflict, skip_reason
+from ha.groups_config import GROUP_ACTIONS
 from ha.runbook import Runbook
 from ha.scenario import Scenario
 from ha.steps import build_steps

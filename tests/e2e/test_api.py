@@ -13,7 +13,7 @@ import pytest
 
 from ha.api import ROUTE_TABLE
 from ha.commands import ACTIONS
-from ha.groups import GROUP_ACTIONS
+from ha.groups_config import GROUP_ACTIONS
 from tests.e2e.api_site import ApiFleet
 
 GROUPS = [{"name": "pair", "scenarios": ["s1", "s2"], "ordered": True}]
