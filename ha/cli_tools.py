@@ -12,7 +12,7 @@ from pathlib import Path
 from ha.cli_common import EXIT_FAILED, EXIT_OK, _load
 from ha.client import ApiClient
 from ha.config import Config
-from ha.errors import RequestError
+from ha.errors import ConfigError, RequestError
 
 
 def cmd_reports(args: argparse.Namespace) -> int:
@@ -60,7 +60,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from ha.playbook.model import load_playbook
+    from ha.playbook.model import load_playbook, with_lines
     from ha.playbook.run import Runner
 
     playbook = load_playbook(args.file)
@@ -72,6 +72,9 @@ def cmd_play(args: argparse.Namespace) -> int:
         say=lambda line: print(line, flush=True),
         ask=_confirm,
     )
+    unknown = runner.unknown(playbook, extra)
+    if unknown:
+        raise ConfigError(with_lines(args.file, unknown))
     return EXIT_OK if runner.run(playbook, extra) else EXIT_FAILED
 
 

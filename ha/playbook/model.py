@@ -186,6 +186,13 @@ def load_playbook(path: Path) -> Playbook:
         ) from None
 
 
+def with_lines(path: Path, errors: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each (field path, message) of a playbook that loaded, with the line of its field."""
+    node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    lines = _lines(node) if node is not None else {}
+    return [(_with_line(where, lines), message) for where, message in errors]
+
+
 def _with_line(where: str, lines: dict[tuple[Any, ...], int]) -> str:
     """``plays[0].tasks[1].wait_for`` -> ``line 7: plays[0].tasks[1].wait_for``: the line of the
     deepest part of the path that the file has."""

@@ -128,6 +128,47 @@ def test_a_malformed_playbook_names_the_line_and_field(tmp_path: Path) -> None:
     )
 
 
+ELSEWHERE = """\
+- name: Written for another site
+  vars: {group: farm}
+  tasks:
+    - name: Fail the group over
+      failover: {group: "{{ group }}"}
+      register: moved
+    - name: A scenario this site does not have
+      check: {scenario: web01}
+    - name: A check s2 does not have
+      wait_for: {scenario: s2, check: http, side: replica}
+    - name: A name known only once the group moved is checked when the task runs
+      wait_for: {scenario: "{{ moved.nothing }}", state: switched}
+  rollback:
+    - name: A group this site does not have
+      recover: {group: sharepoint, active: production}
+"""
+
+
+def test_names_the_daemon_does_not_have_are_refused_before_any_task_runs(
+    farm: Fleet, tmp_path: Path
+) -> None:
+    """A playbook written for another site stops before its first action, not halfway."""
+    playbook = tmp_path / "elsewhere.yaml"
+    playbook.write_text(ELSEWHERE)
+    before = [e["id"] for e in farm.journal() if e["kind"] in ACTING]
+    for args in ((), ("--check",)):
+        refused = farm.ha("play", str(playbook), "--yes", *args)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert refused.stdout == ""
+        assert refused.stderr.splitlines() == [
+            f"{playbook}: invalid playbook",
+            "  line 8: plays[0].tasks[1].check.scenario: no scenario named 'web01'",
+            "  line 10: plays[0].tasks[2].wait_for.check: s2 has no check 'http'; its checks:"
+            " script",
+            "  line 15: plays[0].rollback[0].recover.group: no group named 'sharepoint'",
+        ]
+    assert [e["id"] for e in farm.journal() if e["kind"] in ACTING] == before
+    assert [farm.state(n) for n in farm.names] == [("running", "production")] * 4
+
+
 WAIT_FOR_CHECKS = """\
 - name: Wait for checks
   tasks:
