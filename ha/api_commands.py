@@ -33,7 +33,18 @@ PLANS = {
 }
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _body(request: web.Request, action: str) -> dict[str, Any]:
+    body = await _json_object(request)
+    if body.get("active") not in (None, "production", "replica"):
+        raise web.HTTPUnprocessableEntity(reason="active must be production or replica")
+    if action == "recover" and body.get("active") is None:
+        raise web.HTTPUnprocessableEntity(
+            reason="recover needs the side to keep active: production or replica"
+        )
+    return body
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
@@ -48,8 +59,6 @@ async def _body(request: web.Request) -> dict[str, Any]:
     for key in ("force", "dry_run", "force_promotion"):
         if not isinstance(body.get(key, False), bool):
             raise web.HTTPUnprocessableEntity(reason=f"{key} must be true or false")
-    if body.get("active") not in (None, "production", "replica"):
-        raise web.HTTPUnprocessableEntity(reason="active must be production or replica")
     return body
 
 
@@ -59,7 +68,7 @@ async def command(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     if action not in ACTIONS:
         raise web.HTTPNotFound(reason=f"no action {action!r}; actions: {', '.join(ACTIONS)}")
-    body = await _body(request)
+    body = await _body(request, action)
     force = bool(body.get("force", False))
     active = body.get("active")
     why_not = conflict(target, action, force=force, now=time.time(), active=active)
@@ -94,7 +103,7 @@ async def group_command(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(
             reason=f"no group action {action!r}; actions: {', '.join(GROUP_ACTIONS)}"
         )
-    body = await _body(request)
+    body = await _body(request, action)
     active = body.get("active")
     why_not = group_conflict(daemon, name, action, active)
     if why_not is not None:

@@ -131,6 +131,10 @@ def test_bad_requests_are_400_and_invalid_ones_422(fleet: ApiFleet) -> None:
         ("POST", "/v1/scenarios/s1/pause", {"colour": 1}, 422, "unknown fields: colour"),
         ("POST", "/v1/groups/pair/recover", {"active": "both"}, 422,
          "active must be production or replica"),
+        ("POST", "/v1/groups/pair/recover", {}, 422,
+         "recover needs the side to keep active: production or replica"),
+        ("POST", "/v1/scenarios/s1/recover", {"dry_run": True}, 422,
+         "recover needs the side to keep active: production or replica"),
         ("GET", "/v1/reports?format=xml", None, 422, "format must be one of json, csv"),
         ("GET", "/v1/reports?report=x", None, 422, "report must be one of journal, tests"),
     ]  # fmt: skip
@@ -149,7 +153,6 @@ def test_conflicts_are_409(fleet: ApiFleet) -> None:
         "cannot failback while running; failback needs switched (or blocked in a failback)"
     )
     assert fleet.call("POST", "/v1/scenarios/s1/resume", {}).json() == {"error": "not paused"}
-    assert fleet.call("POST", "/v1/groups/pair/recover", {}).status == 409
     answer = fleet.call("POST", "/v1/rearm", {})
     assert (answer.status, answer.json()) == (
         409,
