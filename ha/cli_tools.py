@@ -60,21 +60,23 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
+    from ha.playbook import preflight
     from ha.playbook.model import load_playbook, with_lines
     from ha.playbook.run import Runner
 
     playbook = load_playbook(args.file)
-    extra = dict(item.split("=", 1) for item in args.extra)
+    extra = dict(args.extra)
+    client = ApiClient(_load(args))
+    unknown = preflight.problems(playbook, extra, client.request("GET", "/v1/status"))
+    if unknown:
+        raise ConfigError(with_lines(args.file, unknown))
     runner = Runner(
-        ApiClient(_load(args)),
+        client,
         check=args.check,
         yes=args.yes,
         say=lambda line: print(line, flush=True),
         ask=_confirm,
     )
-    unknown = runner.unknown(playbook, extra)
-    if unknown:
-        raise ConfigError(with_lines(args.file, unknown))
     return EXIT_OK if runner.run(playbook, extra) else EXIT_FAILED
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,9 @@ _COMPARE = {
 }
 
 
+PLACEHOLDER = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")  # {{ expression }} in a task's strings
+
+
 class ExpressionError(ValueError):
     """The expression is not allowed, or refers to something that does not exist."""
 
@@ -33,6 +37,19 @@ class ExpressionError(ValueError):
 def check_expression(text: str) -> None:
     """Raise ExpressionError if ``text`` is not an allowed expression (nothing is evaluated)."""
     _walk(_parse(text).body, None)
+
+
+def fill(text: str, names: Mapping[str, Any]) -> str:
+    """``text`` with each ``{{ expression }}`` replaced by its value."""
+    return PLACEHOLDER.sub(lambda m: str(evaluate(m.group(1), names)), text)
+
+
+def names_in(text: str) -> set[str]:
+    """The variables an allowed expression reads: the first part of each dotted name. Raises
+    ExpressionError as check_expression does."""
+    tree = _parse(text)
+    _walk(tree.body, None)
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
 
 
 def evaluate(text: str, names: Mapping[str, Any]) -> Any:
@@ -77,7 +94,7 @@ def _walk(node: ast.AST, names: Mapping[str, Any] | None) -> Any:
                 result = result and bool(_COMPARE[type(op)](left, right))
             left = right
         return None if names is None else result
-    raise ExpressionError(f"{type(node).__name__} is not allowed in when")
+    raise ExpressionError(f"{type(node).__name__.lower()} is not allowed in an expression")
 
 
 def _lookup(node: ast.Attribute | ast.Subscript, names: Mapping[str, Any] | None) -> Any:

@@ -2,21 +2,20 @@
 
 Every action goes through the API, so it is journaled like any operator command, with the play
 and task named as the actor. ``{{ name }}`` in a task's strings is a variable of the play or a
-result registered by an earlier task.
+result registered by an earlier task. ``ha.playbook.preflight`` checks the names a playbook
+uses before it runs.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ha.client import ApiClient, ApiError, Verdict, group_ended, runbook_ended, test_ended
-from ha.playbook.expr import ExpressionError, evaluate
+from ha.playbook.expr import ExpressionError, evaluate, fill
 from ha.playbook.model import Play, Playbook, Task
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 BUTTONS = ("run", "stop", "failover", "switchover", "failback", "recover", "test")
 POLL = 0.2
 
@@ -43,45 +42,6 @@ class Runner:
 
     def run(self, playbook: Playbook, extra: dict[str, Any]) -> bool:
         return all(self._play(play, {**play.vars, **extra}) for play in playbook.plays)
-
-    def unknown(self, playbook: Playbook, extra: dict[str, Any]) -> list[tuple[str, str]]:
-        """Each (field path, message) where a task names a scenario, a group or a check that the
-        daemon does not have: found before any task runs, so that a playbook written for another
-        site stops before its first action, not halfway. A name that comes from a result
-        registered at run time is checked when its task runs."""
-        status = self.client.request("GET", "/v1/status")
-        checks = {
-            s["name"]: {c["check"] for side in ("production", "replica") for c in s[side]["checks"]}
-            for s in status["scenarios"]
-        }
-        known = {"scenario": set(checks), "group": {g["name"] for g in status["groups"]}}
-        problems = []
-        for p, play in enumerate(playbook.plays):
-            names = {**play.vars, **extra}
-            for part, tasks in (("tasks", play.tasks), ("rollback", play.rollback)):
-                for t, task in enumerate(tasks):
-                    where = f"plays[{p}].{part}[{t}].{task.action}"
-                    target = getattr(task, task.action)
-                    for kind in ("scenario", "group"):
-                        name = self._known_now(getattr(target, kind, None), names)
-                        if name is not None and name not in known[kind]:
-                            problems.append((f"{where}.{kind}", f"no {kind} named {name!r}"))
-                    check = self._known_now(getattr(target, "check", None), names)
-                    scenario = self._known_now(getattr(target, "scenario", None), names)
-                    if check is not None and scenario in checks and check not in checks[scenario]:
-                        have = ", ".join(sorted(checks[scenario]))
-                        message = f"{scenario} has no check {check!r}; its checks: {have}"
-                        problems.append((f"{where}.check", message))
-        return problems
-
-    def _known_now(self, text: Any, names: dict[str, Any]) -> str | None:
-        """``text`` with its variables filled in, if it is a name known before the run."""
-        if not isinstance(text, str):
-            return None
-        try:
-            return self._fill(text, names)
-        except ExpressionError:
-            return None
 
     def _play(self, play: Play, names: dict[str, Any]) -> bool:
         self.say(f"PLAY [{play.name}]")
@@ -129,7 +89,7 @@ class Runner:
     def _fill(self, text: str | None, names: dict[str, Any]) -> str | None:
         if text is None:
             return None
-        return _PLACEHOLDER.sub(lambda m: str(evaluate(m.group(1), names)), text)
+        return fill(text, names)
 
     def _actor(self, play: Play, task: Task) -> None:
         self.client.actor = f"{self.client.user} play {play.name!r} task {task.name!r}"

@@ -114,7 +114,7 @@ def test_a_malformed_playbook_names_the_line_and_field(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{bad}: invalid playbook" in result.stderr
     assert "line 6: plays[0].tasks[1].failover.grup: unknown field" in result.stderr
-    assert "line 8: plays[0].tasks[2].when: call is not allowed in when" in result.stderr
+    assert "line 8: plays[0].tasks[2].when: call is not allowed in an expression" in result.stderr
     assert "line 10: plays[0].tasks[3]: active is for recover only, not test" in result.stderr
     assert "line 13: plays[0].tasks[4].wait_for: check needs scenario: a group has no" in (
         result.stderr
@@ -141,13 +141,15 @@ ELSEWHERE = """\
       wait_for: {scenario: s2, check: http, side: replica}
     - name: A name known only once the group moved is checked when the task runs
       wait_for: {scenario: "{{ moved.nothing }}", state: switched}
+    - name: A variable nothing sets
+      wait_for: {group: "{{ grup }}", state: protected}
   rollback:
     - name: A group this site does not have
       recover: {group: sharepoint, active: production}
 """
 
 
-def test_names_the_daemon_does_not_have_are_refused_before_any_task_runs(
+def test_unknown_names_and_unset_variables_are_refused_before_any_task_runs(
     farm: Fleet, tmp_path: Path
 ) -> None:
     """A playbook written for another site stops before its first action, not halfway."""
@@ -161,9 +163,11 @@ def test_names_the_daemon_does_not_have_are_refused_before_any_task_runs(
         assert refused.stderr.splitlines() == [
             f"{playbook}: invalid playbook",
             "  line 8: plays[0].tasks[1].check.scenario: no scenario named 'web01'",
-            "  line 10: plays[0].tasks[2].wait_for.check: s2 has no check 'http'; its checks:"
-            " script",
-            "  line 15: plays[0].rollback[0].recover.group: no group named 'sharepoint'",
+            "  line 10: plays[0].tasks[2].wait_for.check: s2 has no check 'http' on its replica"
+            " side; its checks: script",
+            "  line 14: plays[0].tasks[4].wait_for.group: no variable 'grup': set it in the"
+            " play's vars, with -e grup=..., or register it in an earlier task",
+            "  line 17: plays[0].rollback[0].recover.group: no group named 'sharepoint'",
         ]
     assert [e["id"] for e in farm.journal() if e["kind"] in ACTING] == before
     assert [farm.state(n) for n in farm.names] == [("running", "production")] * 4
