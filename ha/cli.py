@@ -202,6 +202,13 @@ def cmd_rearm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _name_value(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-c", "--config", help="config file (default: $HA_CONFIG, else ./ha.yaml)")
@@ -301,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--extra",
         action="append",
         default=[],
+        type=_name_value,
         metavar="NAME=VALUE",
         help="set a variable over the plays' vars (repeatable)",
     )
