@@ -56,6 +56,10 @@ def status_table(status: dict[str, Any]) -> str:
             for m in group["members"]
         )
         notes.append(f"group {group['name']}: {group['state']} ({members})")
+        report = group.get("last_report")
+        if report and report["outstanding"]:
+            what = report["message"].removeprefix(f"group {group['name']}: ")
+            notes.append(f"  last command (#{report['id']}): {what}")
     notes.append(f"failover budget: {status['budget']}")
     if status["observe_only"]:
         notes.append("observe-only: automatic failovers are journaled as proposals, not taken")

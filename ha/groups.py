@@ -146,6 +146,7 @@ class GroupRunner:
         self.test_verdict = test_verdict
         self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}  # commands driving members
         self.testing: dict[str, tuple[str, asyncio.Task[None]]] = {}  # group tests
+        self.reports: dict[str, JournalEvent] = {}  # each group's latest group_report
 
     def operation(self, group: str) -> str | None:
         """The group command in progress: the one driving the members, else a test."""
@@ -178,7 +179,7 @@ class GroupRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _journal(self, command: GroupCommand, kind: str, message: str, **data: Any) -> None:
-        await self.store.append(
+        event = await self.store.append(
             JournalEvent(
                 kind=kind,
                 message=f"group {command.group.name}: {message}",
@@ -186,6 +187,8 @@ class GroupRunner:
                 data={"group": command.group.name, "action": command.action, **data},
             )
         )
+        if kind == "group_report":
+            self.reports[command.group.name] = event
 
     async def _run(self, command: GroupCommand) -> None:
         waves = command_waves(command.group, command.action)

@@ -109,11 +109,12 @@ async def resume_groups(daemon: Daemon, why: str) -> None:
             open_commands[key] = event
         else:
             open_commands.pop(key, None)
+            daemon.groups.reports[key[0]] = event
     for (name, test), event in open_commands.items():
         group, action = daemon.config.group(name), str(event.data.get("action"))
         active = event.data.get("active")
         if group is None or test or (action == "recover" and active is None):
-            await daemon.store.append(
+            daemon.groups.reports[name] = await daemon.store.append(
                 JournalEvent(
                     kind="group_report",
                     message=f"group {name}: {action} interrupted {why}; not resumed",

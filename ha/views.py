@@ -79,10 +79,11 @@ def group_views(daemon: Any) -> list[dict[str, Any]]:
     for group in daemon.config.groups:
         members = [daemon.scenarios[name] for name in group.scenarios]
         operation = daemon.groups.operation(group.name)
+        state = rollup(members, operation)
         views.append(
             {
                 "name": group.name,
-                "state": rollup(members, operation),
+                "state": state,
                 "operation": operation,
                 "failover": group.failover,
                 "waves": group.waves(),
@@ -95,6 +96,25 @@ def group_views(daemon: Any) -> list[dict[str, Any]]:
                     }
                     for m in members
                 ],
+                "last_report": _report_view(daemon.groups.reports.get(group.name), state),
             }
         )
     return views
+
+
+def _report_view(report: JournalEvent | None, state: str) -> dict[str, Any] | None:
+    """A group's latest report; ``outstanding``: it failed and the group is not back in order
+    (degraded, blocked or split), so that status shows it as it shows a blocked scenario's
+    reason."""
+    if report is None:
+        return None
+    ok = bool(report.data.get("ok"))
+    return {
+        "id": report.id,
+        "at": report.ts,
+        "action": report.data.get("action"),
+        "ok": ok,
+        "message": report.message,
+        "members": report.data.get("members", {}),
+        "outstanding": not ok and state in ("degraded", "blocked", "split"),
+    }

@@ -35,15 +35,22 @@ function groupRow(ctx, g) {
     h("td", {}, g.name),
     h("td", { class: "state" }, badge(g.state)),
     h("td", {}, g.failover),
-    h("td", {}, g.members.map((m) => h(
+    h("td", {}, ...g.members.map((m) => h(
       "span",
       { class: "member" },
       `${m.name} `,
       badge(m.state),
       m.unprotected ? h("span", { class: "tag" }, m.unprotected) : null,
-    ))),
+    )), outstanding(g)),
     h("td", {}, h("div", { class: "buttons" }, buttons)),
   );
+}
+
+// The group's last command failed and the group is not back in order: say what happened.
+function outstanding(g) {
+  const report = g.last_report;
+  if (!report || !report.outstanding) return null;
+  return h("div", { class: "report" }, `last command (#${report.id}): ${report.message.replace(`group ${g.name}: `, "")}`);
 }
 
 export function overview(ctx) {

@@ -77,6 +77,24 @@ def test_a_member_with_a_dead_replica_stops_the_later_waves_with_a_report(fleet:
     assert fleet.state("s3") == ("running", "production")
     assert fleet.active("s3") == ""
 
+    # Until the group is in order again, status shows what its last command did, also after a
+    # restart (read back from the journal).
+    for restarted in (False, True):
+        if restarted:
+            fleet.stop_daemon()
+            fleet.start_daemon()
+        (farm,) = fleet.api("GET", "/v1/groups")[1]["groups"]
+        last = farm["last_report"]
+        assert (last["action"], last["ok"], last["outstanding"]) == ("failover", False, True)
+        assert last["members"] == members
+        shown = f"  last command (#{last['id']}): failover failed: s1: switched, replica active;"
+        assert shown in fleet.ha("status").stdout
+    fleet.alive("s2", REPLICA, True)
+    assert fleet.ha("group", "failback", "farm", "--wait").returncode == 0
+    (farm,) = fleet.api("GET", "/v1/groups")[1]["groups"]
+    assert (farm["state"], farm["last_report"]["ok"]) == ("protected", True)
+    assert "last command" not in fleet.ha("status").stdout
+
 
 def test_a_group_failover_interrupted_by_a_restart_goes_on_after_it(fleet: Fleet) -> None:
     slow = {"name": "slow", "command": ["sh", "-c", "test {name} != s1 || sleep 2"]}
