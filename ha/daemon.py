@@ -106,9 +106,7 @@ class Daemon:
             config, self.store, self.scenarios, self.providers, self.probe_replica
         )
         # self.tests is made again on taking charge: the group runner asks the current one.
-        self.groups = GroupRunner(
-            self.scenarios, self.submit, self.store, lambda name: self.tests.verdict(name)
-        )
+        self.groups = GroupRunner(self.scenarios, self.submit, self.store, lambda: self.tests)
 
     # Start and stop.
 

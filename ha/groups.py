@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from ha.ar_runner import Verdict
+from ha.ar_runner import RecoveryTests
 from ha.commands import Intent, Outcome
 from ha.groups_config import GROUP_ACTIONS, GroupConfig
 from ha.machine import RUNBOOK_STATES
@@ -138,12 +138,12 @@ class GroupRunner:
         scenarios: Mapping[str, Scenario],
         submit: Callable[[Intent], None],
         store: Store,
-        test_verdict: Callable[[str], asyncio.Future[Verdict]],
+        tests: Callable[[], RecoveryTests],
     ) -> None:
         self.scenarios = scenarios
         self.submit = submit
         self.store = store
-        self.test_verdict = test_verdict
+        self.tests = tests  # the daemon's current RecoveryTests (made again on taking charge)
         self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}  # commands driving members
         self.testing: dict[str, tuple[str, asyncio.Task[None]]] = {}  # group tests
         self.reports: dict[str, JournalEvent] = {}  # each group's latest group_report
@@ -271,14 +271,20 @@ class GroupRunner:
         return None
 
     async def _test_member(self, command: GroupCommand, name: str) -> bool:
-        """Ask for the member's test and wait for its result; False unless it passed."""
-        verdict = self.test_verdict(name)
-        started = await self._start_member(command, name)
-        if started is not None:  # refused: the report says why
-            verdict.cancel()
-            return started
+        """Ask for the member's test and wait for its result; False unless it passed. A member
+        whose test runs already (scheduled, or asked for on its own) is not refused: the result
+        of that test serves."""
+        tests = self.tests()
+        verdict = tests.verdict(name)
+        joined = name in tests.running
+        if not joined:
+            started = await self._start_member(command, name)
+            if started is not None:  # refused: the report says why
+                verdict.cancel()
+                return started
         kind, message = await verdict
-        command.report[name] = f"{kind.removeprefix('ar_')}: {message}"
+        also = " (the test that was running)" if joined else ""
+        command.report[name] = f"{kind.removeprefix('ar_')}: {message}{also}"
         return kind == "ar_passed"
 
     def _reached(self, command: GroupCommand, name: str, target: str) -> bool | None:

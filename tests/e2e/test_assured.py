@@ -222,6 +222,28 @@ def test_a_group_test_waits_for_each_members_result_and_reports_it(site: DaemonR
     assert [site.state(name) for name in ("a", "b")] == [("running", "production")] * 2
 
 
+def test_a_group_test_takes_the_result_of_a_members_test_already_running(
+    site: DaemonRunner,
+) -> None:
+    write(
+        site,
+        {"lab": files_provider(site)},
+        scenario(site, "a", "lab", start=["sleep", "2"]),
+        scenario(site, "b", "lab"),
+        groups=[{"name": "farm", "scenarios": ["a", "b"]}],
+    )
+    site.start_daemon()
+    assert site.ha("test", "a").returncode == 0
+    site.wait_until(lambda: "ar_started" in kinds(site), 10, "a's own test started")
+    done = site.ha("group", "test", "farm", "--wait", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr  # a was not refused
+    assert "a: passed: recovered in" in done.stdout
+    assert "(the test that was running)" in done.stdout
+    started = [e["scenario"] for e in site.journal() if e["kind"] == "ar_started"]
+    assert sorted(started) == ["a", "b"]  # a rehearsed once, not twice
+    assert snapshots(site) == []
+
+
 def test_a_queued_test_that_cannot_start_ends_aborted_and_its_waiters_learn_why(
     site: DaemonRunner,
 ) -> None:
