@@ -86,7 +86,9 @@ ROUTE_TABLE: tuple[Route, ...] = (
         "Command",
         COMMAND_ANSWERS,
     ),
-    Route("GET", "/v1/groups", api_read.groups, READ, "groups: rollup, waves, members"),
+    Route(
+        "GET", "/v1/groups", api_read.groups, READ, "groups: rollup, waves, members, last report"
+    ),
     Route(
         "POST",
         "/v1/groups/{name}/{action}",
