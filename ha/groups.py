@@ -52,12 +52,16 @@ def command_waves(group: GroupConfig, action: str) -> list[list[str]]:
 
 
 def skip_reason(scenario: Scenario, action: str, active: Side | None) -> str | None:
-    """Why a member needs nothing for ``action`` (it is already there), or None."""
+    """Why a member needs nothing for ``action`` (it is already there, or it is stopped: an
+    operator took it out of protection, so a group command other than run leaves it as it is
+    rather than failing for it and holding up the members after it), or None."""
     state = scenario.state
     if action == "run" and state != "stopped":
         return f"already {state}"
     if action == "stop" and state == "stopped":
         return "already stopped"
+    if state == "stopped" and action != "run":
+        return "stopped (not protected): left as it is"
     if action in ("failover", "switchover") and state == "switched":
         return "already on the replica"
     if action == "failback" and state == "running":

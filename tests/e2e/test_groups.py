@@ -53,6 +53,23 @@ def test_together_one_member_dies_all_switch_in_waves(fleet: Fleet) -> None:
     assert "group farm: switched (s1 switched, s2 switched, s3 switched)" in status
 
 
+def test_a_stopped_member_is_left_as_it_is_and_holds_up_no_wave(fleet: Fleet) -> None:
+    """An operator took s1 out of protection: the together failover of the others goes on."""
+    fleet.write_config(groups=TOGETHER)
+    fleet.start_daemon()
+    assert fleet.ha("stop", "s1").returncode == 0
+    fleet.wait_until(lambda: fleet.state("s1")[0] == "stopped", 10, "s1 stopped")
+    fleet.kill("s2")
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "report"
+    )
+    assert report(fleet)["ok"] is True
+    assert report(fleet)["members"]["s1"] == "stopped (not protected): left as it is"
+    assert fleet.state("s1") == ("stopped", "production")
+    for name in ("s2", "s3"):
+        assert fleet.state(name) == ("switched", "replica")
+
+
 def test_a_member_with_a_dead_replica_stops_the_later_waves_with_a_report(fleet: Fleet) -> None:
     fleet.write_config(groups=ORDERED)
     fleet.start_daemon()
