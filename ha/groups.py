@@ -253,6 +253,8 @@ class GroupRunner:
         refused, None once accepted (then wait for it)."""
         scenario = self.scenarios[name]
         skip = skip_reason(scenario, command.action, command.active)
+        if skip is None and command.actor == "detector" and scenario.record.paused:
+            skip = "paused (maintenance): no automatic action; left as it is"
         if skip is not None:
             command.report[name] = skip
             return True

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from tests.e2e.site import Fleet
 
 ORDERED = [{"name": "farm", "scenarios": ["s1", "s2", "s3"], "ordered": True}]
@@ -53,19 +55,29 @@ def test_together_one_member_dies_all_switch_in_waves(fleet: Fleet) -> None:
     assert "group farm: switched (s1 switched, s2 switched, s3 switched)" in status
 
 
-def test_a_stopped_member_is_left_as_it_is_and_holds_up_no_wave(fleet: Fleet) -> None:
-    """An operator took s1 out of protection: the together failover of the others goes on."""
+@pytest.mark.parametrize(
+    ("command", "left"),
+    [
+        ("stop", "stopped (not protected): left as it is"),
+        ("pause", "paused (maintenance): no automatic action; left as it is"),
+    ],
+)
+def test_a_member_out_of_protection_is_left_as_it_is_by_a_together_failover(
+    fleet: Fleet, command: str, left: str
+) -> None:
+    """An operator stopped s1, or paused it for maintenance: the automatic together failover
+    leaves it alone and goes on with the others (its wave holds up no other)."""
     fleet.write_config(groups=TOGETHER)
     fleet.start_daemon()
-    assert fleet.ha("stop", "s1").returncode == 0
-    fleet.wait_until(lambda: fleet.state("s1")[0] == "stopped", 10, "s1 stopped")
+    assert fleet.ha(command, "s1").returncode == 0
     fleet.kill("s2")
     fleet.wait_until(
         lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "report"
     )
     assert report(fleet)["ok"] is True
-    assert report(fleet)["members"]["s1"] == "stopped (not protected): left as it is"
-    assert fleet.state("s1") == ("stopped", "production")
+    assert report(fleet)["members"]["s1"] == left
+    assert fleet.state("s1") == ("stopped" if command == "stop" else "running", "production")
+    assert fleet.active("s1") != REPLICA
     for name in ("s2", "s3"):
         assert fleet.state(name) == ("switched", "replica")
 
