@@ -71,6 +71,16 @@ def skip_reason(scenario: Scenario, action: str, active: Side | None) -> str | N
     return None
 
 
+def operator_has(scenario: Scenario) -> str | None:
+    """Why an automatic group command (a together failover) leaves a member alone, or None: it
+    is paused for maintenance, or blocked or split, waiting for an operator. The others go on."""
+    if scenario.record.paused:
+        return "paused (maintenance): no automatic action; left as it is"
+    if scenario.state in ("blocked", "split"):
+        return f"{scenario.state}: waits for an operator; left as it is"
+    return None
+
+
 def member_action(scenario: Scenario, action: str, active: Side | None) -> str:
     """The member's own command: recover for a split or blocked member; a member that is only on
     the other side is moved there by a failover (to the replica) or a failback."""
@@ -253,8 +263,8 @@ class GroupRunner:
         refused, None once accepted (then wait for it)."""
         scenario = self.scenarios[name]
         skip = skip_reason(scenario, command.action, command.active)
-        if skip is None and command.actor == "detector" and scenario.record.paused:
-            skip = "paused (maintenance): no automatic action; left as it is"
+        if skip is None and command.actor == "detector":
+            skip = operator_has(scenario)
         if skip is not None:
             command.report[name] = skip
             return True

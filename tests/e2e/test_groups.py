@@ -56,27 +56,35 @@ def test_together_one_member_dies_all_switch_in_waves(fleet: Fleet) -> None:
 
 
 @pytest.mark.parametrize(
-    ("command", "left"),
+    ("how", "state", "left"),
     [
-        ("stop", "stopped (not protected): left as it is"),
-        ("pause", "paused (maintenance): no automatic action; left as it is"),
+        ("stop", "stopped", "stopped (not protected): left as it is"),
+        ("pause", "running", "paused (maintenance): no automatic action; left as it is"),
+        ("split", "split", "split: waits for an operator; left as it is"),
     ],
 )
-def test_a_member_out_of_protection_is_left_as_it_is_by_a_together_failover(
-    fleet: Fleet, command: str, left: str
+def test_a_member_an_operator_has_is_left_as_it_is_by_a_together_failover(
+    fleet: Fleet, how: str, state: str, left: str
 ) -> None:
-    """An operator stopped s1, or paused it for maintenance: the automatic together failover
-    leaves it alone and goes on with the others (its wave holds up no other)."""
-    fleet.write_config(groups=TOGETHER)
+    """An operator stopped s1, paused it for maintenance, or must resolve its split: the
+    automatic together failover leaves it alone and goes on with the others (s1's wave holds up
+    no other)."""
+    fleet.write_config(groups=TOGETHER, active_check=True)
+    for name in fleet.names:
+        fleet.primary(name, "127.0.0.2", True)
     fleet.start_daemon()
-    assert fleet.ha(command, "s1").returncode == 0
+    if how == "split":
+        fleet.primary("s1", REPLICA, True)
+        fleet.wait_state("split", name="s1")
+    else:
+        assert fleet.ha(how, "s1").returncode == 0
     fleet.kill("s2")
     fleet.wait_until(
         lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "report"
     )
     assert report(fleet)["ok"] is True
     assert report(fleet)["members"]["s1"] == left
-    assert fleet.state("s1") == ("stopped" if command == "stop" else "running", "production")
+    assert fleet.state("s1") == (state, "production")
     assert fleet.active("s1") != REPLICA
     for name in ("s2", "s3"):
         assert fleet.state(name) == ("switched", "replica")
