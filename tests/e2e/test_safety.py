@@ -156,6 +156,20 @@ def test_the_budget_stops_a_failover_storm_until_rearmed(fleet: Fleet) -> None:
     assert "the budget is not spent" in again.stderr
 
 
+def test_a_together_group_failover_spends_one_failover_of_the_budget(fleet: Fleet) -> None:
+    together = [{"name": "farm", "scenarios": ["s1", "s2", "s3"], "failover": "together"}]
+    fleet.write_config(safety={"budget": {"failovers": 1, "window": "10m"}}, groups=together)
+    fleet.start_daemon()
+    fleet.kill("s2")  # one decision: the whole group switches
+    fleet.wait_until(
+        lambda: all(fleet.state(n)[0] == "switched" for n in ("s1", "s2", "s3")), 15, "farm"
+    )
+    fleet.kill("s4")  # the next automatic failover finds the budget spent
+    fleet.wait_until(lambda: events(fleet, "budget_spent"), 15, "the budget is spent")
+    assert events(fleet, "proposal", "s4")[-1]["data"]["mode"] == "budget"
+    assert fleet.state("s4") == ("running", "production")
+
+
 def test_production_back_within_the_grace_period_cancels_the_failover(fleet: Fleet) -> None:
     fleet.write_config(failover={"grace": "3s"})
     fleet.start_daemon()
