@@ -51,8 +51,7 @@ def status_table(status: dict[str, Any]) -> str:
     ]
     for group in status.get("groups", []):
         members = ", ".join(
-            f"{m['name']} {m['state']}"
-            + (f" with its {m['unprotected']}" if m.get("unprotected") else "")
+            f"{m['name']} {m['state']}" + (f" with its {m['trouble']}" if m.get("trouble") else "")
             for m in group["members"]
         )
         notes.append(f"group {group['name']}: {group['state']} ({members})")

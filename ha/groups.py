@@ -89,22 +89,28 @@ def member_action(scenario: Scenario, action: str, active: Side | None) -> str:
     return "failover" if active == "replica" else "failback"
 
 
-def unprotected(member: Scenario, now: float) -> str | None:
-    """Why a running member is not protected, or None: its production is dead (a failover is due,
-    or held back), or its replica is (nothing to fail over to; a virtual standby's replica is off
-    by design and not checked)."""
+def trouble(member: Scenario, now: float) -> str | None:
+    """Why a running or switched member is not as it should be, or None. Running: its production
+    is dead (a failover is due, or held back), or its replica is (nothing to fail over to; a
+    virtual standby's replica is off by design and not checked). Switched: the replica, which
+    serves, is dead (production being down is what switched means)."""
+    replica_dead = member.detectors["replica"].is_dead(now)
+    if member.state == "switched":
+        return "replica dead" if replica_dead else None
+    if member.state != "running":
+        return None
     if member.detectors["production"].is_dead(now):
         return "production dead"
-    if not member.config.replica.standby and member.detectors["replica"].is_dead(now):
+    if not member.config.replica.standby and replica_dead:
         return "replica dead"
     return None
 
 
 def rollup(members: list[Scenario], operation: str | None) -> str:
     """One of GROUP_STATES for a group: split, blocked, <action> in progress, protected,
-    switched, stopped, or degraded (anything mixed, or a running member that is not protected:
-    its production or its replica is dead). A test in progress says so only while every member
-    runs as usual: it drives none of them."""
+    switched, stopped, or degraded (anything mixed, or a member that is not as it should be: see
+    trouble). A test in progress says so only while every member runs as usual: it drives
+    none of them."""
     states = {m.state for m in members}
     if "split" in states:
         return "split"
@@ -113,8 +119,10 @@ def rollup(members: list[Scenario], operation: str | None) -> str:
     if operation is not None and (operation != "test" or states == {"running"}):
         return f"{operation} in progress"
     now = time.time()
+    if states <= {"running", "switched"} and any(trouble(m, now) for m in members):
+        return "degraded"
     if states == {"running"}:
-        return "degraded" if any(unprotected(m, now) for m in members) else "protected"
+        return "protected"
     if states == {"switched"}:
         return "switched"
     if states == {"stopped"}:

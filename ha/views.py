@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ha.groups import rollup, unprotected
+from ha.groups import rollup, trouble
 from ha.scenario import SIDES, Scenario
 from ha.store import JournalEvent
 
@@ -92,7 +92,7 @@ def group_views(daemon: Any) -> list[dict[str, Any]]:
                         "name": m.name,
                         "state": m.state,
                         "active": m.record.active,
-                        "unprotected": unprotected(m, now) if m.state == "running" else None,
+                        "trouble": trouble(m, now),
                     }
                     for m in members
                 ],

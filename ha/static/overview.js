@@ -40,7 +40,7 @@ function groupRow(ctx, g) {
       { class: "member" },
       `${m.name} `,
       badge(m.state),
-      m.unprotected ? h("span", { class: "tag" }, m.unprotected) : null,
+      m.trouble ? h("span", { class: "tag" }, m.trouble) : null,
     )), outstanding(g)),
     h("td", {}, h("div", { class: "buttons" }, buttons)),
   );

@@ -100,7 +100,7 @@ def test_a_member_with_a_dead_replica_stops_the_later_waves_with_a_report(fleet:
     # Nothing to fail s2 over to: the group is not "protected", and status says which member.
     (farm,) = fleet.api("GET", "/v1/groups")[1]["groups"]
     assert farm["state"] == "degraded"
-    assert [m["unprotected"] for m in farm["members"]] == [None, "replica dead", None]
+    assert [m["trouble"] for m in farm["members"]] == [None, "replica dead", None]
     status = fleet.ha("status").stdout
     assert "farm: degraded (s1 running, s2 running with its replica dead, s3 running)" in status
     pushed = fleet.ha("group", "failover", "farm", "--wait")
@@ -165,6 +165,20 @@ def test_group_failback_and_run_stop(fleet: Fleet) -> None:
     assert "wave 1: s1: failover" in plan.stdout
     assert "wave 3: s3: failover" in plan.stdout
     assert fleet.ha("group", "failover", "farm", "--wait").returncode == 0
+    assert "group farm: switched (s1 switched, s2 switched, s3 switched)" in (
+        fleet.ha("status").stdout
+    )
+    fleet.alive("s3", REPLICA, False)  # the replica serving s3 dies: the group is not just switched
+    fleet.wait_until(
+        lambda: (
+            "farm: degraded (s1 switched, s2 switched, s3 switched with its replica dead)"
+            in fleet.ha("status").stdout
+        ),
+        10,
+        "degraded",
+    )
+    fleet.alive("s3", REPLICA, True)
+    fleet.wait_until(lambda: "group farm: switched" in fleet.ha("status").stdout, 10, "switched")
     done = fleet.ha("group", "failback", "farm", "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
     assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("running", "production")] * 3
