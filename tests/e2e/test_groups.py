@@ -30,6 +30,12 @@ def started_at(fleet: Fleet, name: str) -> int:
     )
 
 
+def farm(fleet: Fleet) -> dict:
+    """The group's view in the API."""
+    (group,) = fleet.api("GET", "/v1/groups")[1]["groups"]
+    return group
+
+
 def report(fleet: Fleet) -> dict:
     return next(e for e in fleet.journal() if e["kind"] == "group_report")["data"]
 
@@ -98,9 +104,8 @@ def test_a_member_with_a_dead_replica_stops_the_later_waves_with_a_report(fleet:
         lambda: fleet.api("GET", "/v1/scenarios/s2")[1]["replica"]["dead"], 10, "s2's replica dead"
     )
     # Nothing to fail s2 over to: the group is not "protected", and status says which member.
-    (farm,) = fleet.api("GET", "/v1/groups")[1]["groups"]
-    assert farm["state"] == "degraded"
-    assert [m["trouble"] for m in farm["members"]] == [None, "replica dead", None]
+    assert farm(fleet)["state"] == "degraded"
+    assert [m["trouble"] for m in farm(fleet)["members"]] == [None, "replica dead", None]
     status = fleet.ha("status").stdout
     assert "farm: degraded (s1 running, s2 running with its replica dead, s3 running)" in status
     pushed = fleet.ha("group", "failover", "farm", "--wait")
@@ -120,16 +125,16 @@ def test_a_member_with_a_dead_replica_stops_the_later_waves_with_a_report(fleet:
         if restarted:
             fleet.stop_daemon()
             fleet.start_daemon()
-        (farm,) = fleet.api("GET", "/v1/groups")[1]["groups"]
-        last = farm["last_report"]
+        fleet.wait_until(lambda: farm(fleet)["last_report"] is not None, 5, "the report")
+        last = farm(fleet)["last_report"]
         assert (last["action"], last["ok"], last["outstanding"]) == ("failover", False, True)
         assert last["members"] == members
         shown = f"  last command (#{last['id']}): failover failed: s1: switched, replica active;"
         assert shown in fleet.ha("status").stdout
     fleet.alive("s2", REPLICA, True)
     assert fleet.ha("group", "failback", "farm", "--wait").returncode == 0
-    (farm,) = fleet.api("GET", "/v1/groups")[1]["groups"]
-    assert (farm["state"], farm["last_report"]["ok"]) == ("protected", True)
+    fleet.wait_until(lambda: farm(fleet)["state"] == "protected", 10, "protected again")
+    assert farm(fleet)["last_report"]["ok"] is True
     assert "last command" not in fleet.ha("status").stdout
 
 

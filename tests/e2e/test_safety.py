@@ -165,8 +165,12 @@ def test_a_together_group_failover_spends_one_failover_of_the_budget(fleet: Flee
         lambda: all(fleet.state(n)[0] == "switched" for n in ("s1", "s2", "s3")), 15, "farm"
     )
     fleet.kill("s4")  # the next automatic failover finds the budget spent
-    fleet.wait_until(lambda: events(fleet, "budget_spent"), 15, "the budget is spent")
-    assert events(fleet, "proposal", "s4")[-1]["data"]["mode"] == "budget"
+    fleet.wait_until(
+        lambda: [e["data"]["mode"] for e in events(fleet, "proposal", "s4")] == ["budget"],
+        15,
+        "s4's failover held by the spent budget",
+    )
+    assert [e["scenario"] for e in events(fleet, "budget_spent")] == ["s4"]
     assert fleet.state("s4") == ("running", "production")
 
 
