@@ -228,7 +228,7 @@ def test_a_group_test_takes_the_result_of_a_members_test_already_running(
     write(
         site,
         {"lab": files_provider(site)},
-        scenario(site, "a", "lab", start=["sleep", "2"]),
+        scenario(site, "a", "lab", start=["sleep", "4"], timeout="10s"),
         scenario(site, "b", "lab"),
         groups=[{"name": "farm", "scenarios": ["a", "b"]}],
     )
