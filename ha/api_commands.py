@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ha.api_base import DAEMON, actor, error, scenario_of
-from ha.commands import ACTIONS, RUNBOOK_COMMANDS, Intent, conflict
+from ha.commands import ACTIONS, RECOVER_NEEDS_ACTIVE, RUNBOOK_COMMANDS, Intent, conflict
 from ha.daemon import Daemon
 from ha.format import test_plan
 from ha.groups import command_waves, group_conflict, skip_reason
@@ -38,9 +38,7 @@ async def _body(request: web.Request, action: str) -> dict[str, Any]:
     if body.get("active") not in (None, "production", "replica"):
         raise web.HTTPUnprocessableEntity(reason="active must be production or replica")
     if action == "recover" and body.get("active") is None:
-        raise web.HTTPUnprocessableEntity(
-            reason="recover needs the side to keep active: production or replica"
-        )
+        raise web.HTTPUnprocessableEntity(reason=RECOVER_NEEDS_ACTIVE)
     return body
 
 

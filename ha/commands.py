@@ -67,6 +67,9 @@ def _target_may_be_down(scenario: Scenario, side: Side) -> bool:
     return config.replica.standby if side == "replica" else config.production.machine is not None
 
 
+RECOVER_NEEDS_ACTIVE = "recover needs the side to keep active: production or replica"
+
+
 def conflict(
     scenario: Scenario, action: str, *, force: bool, now: float, active: Side | None = None
 ) -> str | None:
@@ -74,7 +77,7 @@ def conflict(
     if action == "test":
         return None  # the daemon's Assured Recovery runner decides (running tests, the queue)
     if action == "recover" and active not in SIDE_NAMES:
-        return "recover needs the side to keep active: production or replica"
+        return RECOVER_NEEDS_ACTIVE
     if action == "pause":
         return "already paused" if scenario.record.paused else None
     if action == "resume":

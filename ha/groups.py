@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from ha.ar_runner import RecoveryTests
-from ha.commands import Intent, Outcome
+from ha.commands import RECOVER_NEEDS_ACTIVE, Intent, Outcome
 from ha.groups_config import GROUP_ACTIONS, GroupConfig
 from ha.machine import RUNBOOK_STATES
 from ha.scenario import Scenario
@@ -94,14 +94,14 @@ def trouble(member: Scenario, now: float) -> str | None:
     is dead (a failover is due, or held back), or its replica is (nothing to fail over to; a
     virtual standby's replica is off by design and not checked). Switched: the replica, which
     serves, is dead (production being down is what switched means)."""
-    replica_dead = member.detectors["replica"].is_dead(now)
+    replica = member.detectors["replica"]
     if member.state == "switched":
-        return "replica dead" if replica_dead else None
+        return "replica dead" if replica.is_dead(now) else None
     if member.state != "running":
         return None
     if member.detectors["production"].is_dead(now):
         return "production dead"
-    if not member.config.replica.standby and replica_dead:
+    if not member.config.replica.standby and replica.is_dead(now):
         return "replica dead"
     return None
 
@@ -135,7 +135,7 @@ def group_conflict(daemon: Any, group: str, action: str, active: Side | None) ->
     if action not in GROUP_ACTIONS:
         return f"no group action {action!r}; actions: {', '.join(GROUP_ACTIONS)}"
     if action == "recover" and active not in ("production", "replica"):
-        return "recover needs the side to keep active: production or replica"
+        return RECOVER_NEEDS_ACTIVE
     running = daemon.groups.busy(group, action)
     if running is not None:
         return f"group {group} is busy: {running} in progress"
