@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import structlog
 
@@ -126,24 +127,17 @@ class RecoveryTests:
                     log.info("no snapshot of the interrupted test", test=test)
         except Exception as exc:
             message = f"test {test} interrupted by a restart; rolling back failed: {exc}"
-        await self.store.append(
-            JournalEvent(
-                kind="ar_rolled_back",
-                scenario=name,
-                runbook=test,
-                message=message,
-                data={"test": test},
-            )
-        )
+        await self._journal("ar_rolled_back", name, message, runbook=test, test=test)
 
     async def _missed(self, name: str, when: float) -> None:
+        message = f"scheduled test of {time.ctime(when)} missed (daemon down or busy)"
+        await self._journal("ar_missed", name, message, due=when)
+
+    async def _journal(
+        self, kind: str, name: str, message: str, runbook: str | None = None, **data: Any
+    ) -> None:
         await self.store.append(
-            JournalEvent(
-                kind="ar_missed",
-                scenario=name,
-                message=f"scheduled test of {time.ctime(when)} missed (daemon down or busy)",
-                data={"due": when},
-            )
+            JournalEvent(kind=kind, scenario=name, runbook=runbook, message=message, data=data)
         )
 
     # Running.
@@ -218,14 +212,7 @@ class RecoveryTests:
 
     async def _not_started(self, name: str, trigger: str, why_not: str) -> None:
         message = f"queued test ({trigger}) not started: {why_not}"
-        await self.store.append(
-            JournalEvent(
-                kind="ar_aborted",
-                scenario=name,
-                message=message,
-                data={"test": None, "trigger": trigger},
-            )
-        )
+        await self._journal("ar_aborted", name, message, test=None, trigger=trigger)
         self._ended(name, ("ar_aborted", message))
 
     async def abort(self, name: str, why: str) -> None:
