@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ha.api_base import DAEMON, FEED, error, int_param, principal, scenario_filter, scenario_of
+from ha.errors import StoreError
 from ha.machine import diagram
 from ha.reports import FORMATS, REPORTS, Query, as_csv, as_json, collect, parse_time, rows
 from ha.views import group_views, proposal_report, scenario_view
+
+if TYPE_CHECKING:
+    from ha.daemon import Daemon
 
 WAIT_LIMIT = 60.0  # longest long-poll on /v1/events
 
@@ -19,7 +25,7 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "scenarios": [scenario_view(s) for s in daemon.scenarios.values()],
-            "groups": group_views(daemon),
+            "groups": await _group_views(daemon),
             "budget": daemon.autopilot.budget.describe(),
             "observe_only": daemon.config.safety.observe_only,
             "last_event": request.app[FEED].last_id,
@@ -40,7 +46,16 @@ async def scenario(request: web.Request) -> web.Response:
 
 
 async def groups(request: web.Request) -> web.Response:
-    return web.json_response({"groups": group_views(request.app[DAEMON])})
+    return web.json_response({"groups": await _group_views(request.app[DAEMON])})
+
+
+async def _group_views(daemon: Daemon) -> list[dict[str, Any]]:
+    """A follower reads the leader's group commands and reports from the journal first (when
+    the store fails, it shows what it read before)."""
+    if daemon.config.groups and not daemon.in_charge:
+        with contextlib.suppress(StoreError):
+            await daemon.groups.catch_up()
+    return group_views(daemon)
 
 
 async def events(request: web.Request) -> web.Response:

@@ -100,17 +100,11 @@ async def resume_groups(daemon: Daemon, why: str) -> None:
     """Group commands that a restart or a change of leader interrupted (a ``group_command``
     with no ``group_report`` after it) start again: members already at their goal are skipped,
     a member whose runbook resumed above is waited for, the later waves follow. An interrupted
-    group test ends with its report instead: the restart rolled each rehearsal back."""
-    events = await daemon.store.events(kinds=("group_command", "group_report"), limit=10**9)
-    open_commands: dict[tuple[str, bool], JournalEvent] = {}
-    for event in events:
-        key = (str(event.data.get("group")), event.data.get("action") == "test")
-        if event.kind == "group_command":
-            open_commands[key] = event
-        else:
-            open_commands.pop(key, None)
-            daemon.groups.reports[key[0]] = event
-    for (name, test), event in open_commands.items():
+    group test ends with its report instead: the restart rolled each rehearsal back. (A
+    follower has read the journal's group entries as it went: only the rest is read.)"""
+    await daemon.groups.catch_up()
+    unfinished, daemon.groups.unfinished = daemon.groups.unfinished, {}
+    for (name, test), event in unfinished.items():
         group, action = daemon.config.group(name), str(event.data.get("action"))
         active = event.data.get("active")
         if group is None or test or (action == "recover" and active is None):

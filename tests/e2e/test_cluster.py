@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.e2e.cluster_site import Orchestrators
-from tests.e2e.site import Site
+from tests.e2e.site import NAME, Site
 from tests.e2e.test_failover import FAILOVER_STEPS
 from tests.servers.ports import free_port
 
@@ -96,6 +96,46 @@ def test_a_runbook_between_steps_completes_once_after_the_leader_is_killed(
     assert trio.tenures() == [first, second]
     assert site.active.read_text().strip() == "127.0.0.3"
     assert site.pid("production") is None
+
+
+def test_a_follower_shows_the_leaders_group_command_in_progress_then_its_report(
+    site: Site, trio: Orchestrators
+) -> None:
+    """Only the leader runs group commands; a follower asked for its status reads them from
+    the journal: the command while it runs, then its report."""
+    site.write_config(delay=0.6)  # the failover takes seconds: long enough to be seen
+
+    def grouped(_: str, config: dict[str, Any]) -> None:
+        config["groups"] = [{"name": "farm", "scenarios": [NAME]}]
+
+    trio.write_configs(change=grouped)
+    trio.start()
+    leader = trio.wait_leader()
+    follower = next(r for n, r in trio.runners.items() if n != leader)
+    status, answer = trio.runners[leader].api("POST", "/v1/groups/farm/failover", {})
+    assert status == 202, answer
+
+    def farm() -> dict[str, Any]:
+        status, answer = follower.api("GET", "/v1/status")
+        assert status == 200, answer
+        return dict(answer["groups"][0])
+
+    trio.wait_until(
+        lambda: (farm()["operation"], farm()["state"]) == ("failover", "failover in progress"),
+        WITHIN,
+        "the follower shows the group failover in progress",
+    )
+    trio.wait_until(
+        lambda: farm()["last_report"] is not None, WITHIN, "the follower shows the report"
+    )
+    shown = farm()
+    assert shown["operation"] is None
+    assert shown["last_report"]["ok"] is True
+    expected = f"group farm: failover done: {NAME}: switched, replica active"
+    assert shown["last_report"]["message"] == expected
+    printed = follower.ha("status")
+    assert printed.returncode == 0, printed.stderr
+    assert f"group farm: switched ({NAME} switched)" in printed.stdout
 
 
 def test_an_observer_that_cannot_reach_production_is_outvoted_and_named(
