@@ -19,11 +19,11 @@ from ha.format import test_plan
 from ha.groups import command_waves, group_conflict, skip_reason
 from ha.groups_config import GROUP_ACTIONS
 from ha.runbook import Runbook
-from ha.scenario import Scenario
+from ha.scenario import SUPPOSABLE, Scenario
 from ha.steps import build_steps
 
 LOOP_DEADLINE = 10.0  # the loop must take a command within this long, else 503
-BODY_FIELDS = ("force", "dry_run", "active", "force_promotion")
+BODY_FIELDS = ("force", "dry_run", "active", "force_promotion", "as_if")
 PLANS = {
     "run": "start the checks; fail over automatically when production dies",
     "stop": "stop the checks; no automatic action",
@@ -57,7 +57,32 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     for key in ("force", "dry_run", "force_promotion"):
         if not isinstance(body.get(key, False), bool):
             raise web.HTTPUnprocessableEntity(reason=f"{key} must be true or false")
+    if "as_if" in body:
+        _check_as_if(request.app[DAEMON], body)
     return body
+
+
+def _check_as_if(daemon: Daemon, body: dict[str, Any]) -> None:
+    """``as_if``, a dry run's supposition: {scenario: state} judges those scenarios as if a
+    command before had left them in that state (a playbook's --check). Never with an action."""
+    if not body.get("dry_run"):
+        raise web.HTTPUnprocessableEntity(reason="as_if is for a dry run only (dry_run: true)")
+    as_if = body["as_if"]
+    if not isinstance(as_if, dict):
+        raise web.HTTPUnprocessableEntity(reason="as_if must be an object: {scenario: state}")
+    for name, state in as_if.items():
+        if name not in daemon.scenarios:
+            raise web.HTTPUnprocessableEntity(reason=f"as_if: no scenario named {name!r}")
+        if state not in SUPPOSABLE:
+            raise web.HTTPUnprocessableEntity(
+                reason=f"as_if.{name}: {state!r} is not one of {', '.join(SUPPOSABLE)}"
+            )
+
+
+def _judged(scenario: Scenario, body: dict[str, Any]) -> Scenario:
+    """The scenario as a dry run judges it: as it is, or as ``as_if`` supposes."""
+    state = body.get("as_if", {}).get(scenario.name)
+    return scenario if state is None else scenario.supposing(state)
 
 
 async def command(request: web.Request) -> web.Response:
@@ -67,6 +92,7 @@ async def command(request: web.Request) -> web.Response:
     if action not in ACTIONS:
         raise web.HTTPNotFound(reason=f"no action {action!r}; actions: {', '.join(ACTIONS)}")
     body = await _body(request, action)
+    target = _judged(target, body)
     force = bool(body.get("force", False))
     active = body.get("active")
     why_not = conflict(target, action, force=force, now=time.time(), active=active)
@@ -107,16 +133,14 @@ async def group_command(request: web.Request) -> web.Response:
     if why_not is not None:
         return error(409, why_not)
     if body.get("dry_run"):
-        plan = [
-            {
-                "wave": number,
-                "scenario": member,
-                "plan": skip_reason(daemon.scenarios[member], action, active)
-                or f"{action}" + (f" --active {active}" if active else ""),
-            }
-            for number, wave in enumerate(command_waves(group, action), 1)
-            for member in wave
-        ]
+        plan = []
+        for number, wave in enumerate(command_waves(group, action), 1):
+            for member in wave:
+                skip = skip_reason(_judged(daemon.scenarios[member], body), action, active)
+                does = action + (f" --active {active}" if active else "")
+                plan.append(
+                    {"wave": number, "scenario": member, "plan": skip or does, "acts": not skip}
+                )
         return web.json_response({"dry_run": True, "group": name, "action": action, "plan": plan})
     intent = Intent(action=action, scenario="", group=name, actor=actor(request), active=active)
     return await _submit(daemon, intent)

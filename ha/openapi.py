@@ -10,6 +10,7 @@ from aiohttp import web
 
 import ha
 from ha.api_base import ROUTES, Route
+from ha.scenario import SUPPOSABLE
 
 DESCRIPTIONS = {
     200: "done",
@@ -23,6 +24,11 @@ DESCRIPTIONS = {
     503: "the daemon's loop did not take the command in time",
 }
 ERROR = {"$ref": "#/components/schemas/Error"}
+AS_IF = {
+    "type": "object",
+    "additionalProperties": {"enum": list(SUPPOSABLE)},
+    "description": "dry run only: judge these scenarios as if in these states",
+}
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -35,7 +41,12 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "dry_run": {"type": "boolean", "description": "answer the steps, take none"},
             "force": {"type": "boolean", "description": "even if the target side fails checks"},
+            "force_promotion": {
+                "type": "boolean",
+                "description": "databases: promote even above the lag bound",
+            },
             "active": {"enum": ["production", "replica"], "description": "recover: side to keep"},
+            "as_if": AS_IF,
         },
     },
     "GroupCommand": {
@@ -44,6 +55,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "dry_run": {"type": "boolean", "description": "answer the waves, take none"},
             "active": {"enum": ["production", "replica"], "description": "recover: side to keep"},
+            "as_if": AS_IF,
         },
     },
 }

@@ -7,8 +7,10 @@ only side effect inside the machine) and ``after_transition`` once the state cha
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from checks import CheckConfig, CheckResult
@@ -31,6 +33,15 @@ def check_labels(checks: list[CheckConfig]) -> list[str]:
         f"{label}[{i}]" if labels.count(label) > 1 and not checks[i].name else label
         for i, label in enumerate(labels)
     ]
+
+
+SUPPOSABLE: dict[str, Side | None] = {
+    "running": "production",
+    "switched": "replica",
+    "stopped": None,
+}
+"""The states a dry run may suppose (those a command leaves a scenario in), with the active side
+each means (stopped: as it was)."""
 
 
 class Scenario:
@@ -77,6 +88,19 @@ class Scenario:
         if max(ats) - min(ats) > 3 * check.interval:
             return None
         return f"both production and replica answer as active ({check.label})"
+
+    def supposing(self, state: str) -> Scenario:
+        """A copy as if in ``state`` (running, switched or stopped) as a command leaves it:
+        production active when running, the replica when switched, no runbook. For a dry run
+        after commands that would have moved it (a playbook's --check); never acts."""
+        assert state in SUPPOSABLE, state
+        twin = copy.copy(self)
+        twin.state = state
+        active = SUPPOSABLE[state] or self.record.active
+        twin.record = replace(
+            self.record, state=state, active=active, runbook=None, runbook_kind=None, reason=None
+        )
+        return twin
 
     @property
     def standby(self) -> Side:

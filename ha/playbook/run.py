@@ -18,6 +18,21 @@ from ha.playbook.model import Play, Playbook, Task
 
 BUTTONS = ("run", "stop", "failover", "switchover", "failback", "recover", "test")
 POLL = 0.2
+LEAVES = {
+    "run": "running",
+    "stop": "stopped",
+    "failover": "switched",
+    "switchover": "switched",
+    "failback": "running",
+}  # the state each command leaves a scenario in (recover: as its active side says)
+ACTIVE_IN = {"running": "production", "switched": "replica"}
+
+
+def leaves(action: str, active: str | None) -> str | None:
+    """The state ``action`` leaves a scenario in, or None (a test leaves it as it was)."""
+    if action == "recover":
+        return "running" if active == "production" else "switched"
+    return LEAVES.get(action)
 
 
 class TaskFailed(Exception):
@@ -39,6 +54,9 @@ class Runner:
         self.yes = yes
         self.say = say
         self.ask = ask
+        # --check: the state the tasks before would have left each scenario in, so that a
+        # failback after a switchover is judged on a switched scenario (the API's as_if).
+        self.supposed: dict[str, str] = {}
 
     def run(self, playbook: Playbook, extra: dict[str, Any]) -> bool:
         return all(self._play(play, {**play.vars, **extra}) for play in playbook.plays)
@@ -105,15 +123,12 @@ class Runner:
         body: dict[str, Any] = {"dry_run": self.check}
         if target.active:
             body["active"] = target.active
+        if self.check and self.supposed:
+            body["as_if"] = self.supposed
         self._actor(play, task)
         answer: dict[str, Any] = self.client.request("POST", path, body)
         if self.check:
-            steps = answer.get("steps") or answer.get("plan") or []
-            for step in steps:
-                where = (
-                    f"wave {step['wave']}: {step['scenario']}" if "wave" in step else step["step"]
-                )
-                self.say(f"  would: {where}: {step['plan']}")
+            self._say_plan(answer, scenario, leaves(task.action, target.active))
             return {"ok": True, "dry_run": True}
         self.say(f"  {answer['message']}")
         verdict: Verdict
@@ -140,6 +155,23 @@ class Runner:
         self.say(f"  {ended['message']}")
         return {"ok": True, **answer, "ended": ended}
 
+    def _say_plan(self, answer: dict[str, Any], scenario: str | None, after: str | None) -> None:
+        """Print a dry run's steps (or waves), saying which scenarios it judged as the tasks
+        before would leave them, and suppose the state it would leave its scenarios in."""
+        if "plan" in answer:  # a group's waves
+            members = [row["scenario"] for row in answer["plan"]]
+            moved = [row["scenario"] for row in answer["plan"] if row["acts"]]
+        else:
+            members = moved = [str(scenario)]
+        judged = [f"{name} {self.supposed[name]}" for name in members if name in self.supposed]
+        if judged:
+            self.say(f"  (as the tasks before would leave them: {', '.join(judged)})")
+        for step in answer.get("steps") or answer.get("plan") or []:
+            where = f"wave {step['wave']}: {step['scenario']}" if "wave" in step else step["step"]
+            self.say(f"  would: {where}: {step['plan']}")
+        if after is not None:
+            self.supposed.update(dict.fromkeys(moved, after))
+
     _do_run = _do_stop = _do_failover = _do_switchover = _do_failback = _do_recover = _button
     _do_test = _button
 
@@ -147,11 +179,14 @@ class Runner:
         assert task.check is not None
         name = self._fill(task.check.scenario, names)
         view: dict[str, Any] = self.client.request("GET", f"/v1/scenarios/{name}")
+        state = view["state"]
+        if self.check and name in self.supposed:  # as the tasks before would leave it
+            state = self.supposed[str(name)]
+            view = {**view, "state": state, "active": ACTIVE_IN.get(state, view["active"])}
+            state += " (as the tasks before would leave it)"
         side = view["active"] if task.check.side == "active" else task.check.side
         failing = [c["check"] for c in view[side]["checks"] if not c["ok"]]
-        self.say(
-            f"  {name} {view['state']}; {side} " + (f"fails {failing}" if failing else "passes")
-        )
+        self.say(f"  {name} {state}; {side} " + (f"fails {failing}" if failing else "passes"))
         if failing and not self.check:
             raise TaskFailed(f"{name}: {side} fails {', '.join(failing)}")
         return view

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ha.api import ROUTE_TABLE
+from ha.api_commands import BODY_FIELDS
 from ha.commands import ACTIONS
 from ha.groups_config import GROUP_ACTIONS
 from tests.e2e.api_site import ApiFleet
@@ -42,6 +43,8 @@ def test_the_openapi_document_lists_every_route(fleet: ApiFleet) -> None:
     assert action["schema"]["enum"] == list(ACTIONS)
     assert command["x-role"] == "operator"
     assert set(command["responses"]) == {"200", "202", "400", "404", "409", "422", "503"}
+    body = doc["components"]["schemas"]["Command"]
+    assert sorted(body["properties"]) == sorted(BODY_FIELDS)  # what the route accepts
     group = doc["paths"]["/v1/groups/{name}/{action}"]["post"]
     assert next(p for p in group["parameters"] if p["name"] == "action")["schema"]["enum"] == list(
         GROUP_ACTIONS
@@ -135,6 +138,14 @@ def test_bad_requests_are_400_and_invalid_ones_422(fleet: ApiFleet) -> None:
          "recover needs the side to keep active: production or replica"),
         ("POST", "/v1/scenarios/s1/recover", {"dry_run": True}, 422,
          "recover needs the side to keep active: production or replica"),
+        ("POST", "/v1/scenarios/s1/failback", {"as_if": {"s1": "switched"}}, 422,
+         "as_if is for a dry run only (dry_run: true)"),
+        ("POST", "/v1/groups/pair/failback", {"dry_run": True, "as_if": ["s1"]}, 422,
+         "as_if must be an object: {scenario: state}"),
+        ("POST", "/v1/scenarios/s1/failback", {"dry_run": True, "as_if": {"s9": "switched"}},
+         422, "as_if: no scenario named 's9'"),
+        ("POST", "/v1/scenarios/s1/failback", {"dry_run": True, "as_if": {"s1": "blocked"}},
+         422, "as_if.s1: 'blocked' is not one of running, switched, stopped"),
         ("GET", "/v1/reports?format=xml", None, 422, "format must be one of json, csv"),
         ("GET", "/v1/reports?report=x", None, 422, "report must be one of journal, tests"),
     ]  # fmt: skip
@@ -181,6 +192,25 @@ def test_dry_runs_take_no_step(fleet: ApiFleet) -> None:
     assert [(row["wave"], row["scenario"]) for row in waves["plan"]] == [(1, "s2"), (2, "s1")]
     plan = fleet.call("POST", "/v1/scenarios/s1/pause", {"dry_run": True}).json()
     assert plan["steps"][0]["plan"] == "keep checking and reporting; take no automatic action"
+    assert fleet.state("s1") == ("running", "production")
+
+
+def test_a_dry_run_judges_scenarios_as_if_a_command_before_had_moved_them(
+    fleet: ApiFleet,
+) -> None:
+    """A playbook's --check: after a switchover it would take, a failback is planned on the
+    switched scenario it would leave, not refused for the running one it is now."""
+    now = fleet.call("POST", "/v1/scenarios/s1/failback", {"dry_run": True})
+    assert now.status == 409
+    supposed = {"dry_run": True, "as_if": {"s1": "switched"}}
+    plan = fleet.call("POST", "/v1/scenarios/s1/failback", supposed)
+    assert plan.status == 200, plan.json()
+    assert [s["step"] for s in plan.json()["steps"]][-2:] == ["redirect", "verify"]
+    waves = fleet.call("POST", "/v1/groups/pair/failback", supposed).json()["plan"]
+    assert [(row["scenario"], row["plan"], row["acts"]) for row in waves] == [
+        ("s1", "failback", True),
+        ("s2", "already on production", False),
+    ]
     assert fleet.state("s1") == ("running", "production")
 
 

@@ -73,6 +73,19 @@ def test_check_mode_changes_nothing(farm: Fleet) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "would: wave 1: s1: switchover" in checked.stdout
     assert "would ask: switch farm to its replicas?" in checked.stdout
+    # The failback is judged on the group the switchover would leave, not on the one now.
+    back = checked.stdout.split("TASK [Bring the group back to production]\n")[1]
+    assert back.splitlines()[:4] == [
+        "  (as the tasks before would leave them: s1 switched, s2 switched, s3 switched)",
+        "  would: wave 1: s1: failback",
+        "  would: wave 2: s2: failback",
+        "  would: wave 3: s3: failback",
+    ]
+    drill = play(farm, "dr-drill.yaml", "--check", "-e", "probe=s2")
+    assert drill.returncode == 0, drill.stdout + drill.stderr
+    assert "s2 switched (as the tasks before would leave it); replica passes" in drill.stdout
+    back = drill.stdout.split("TASK [Fail back once the replicas proved themselves]\n")[1]
+    assert "would: wave 1: s1: failback" in back.split("TASK")[0]  # its `when` holds
     assert [e["id"] for e in farm.journal() if e["kind"] in ACTING] == before
     assert [farm.state(n) for n in farm.names] == [("running", "production")] * 4
 
