@@ -16,8 +16,8 @@ from ha.api_base import DAEMON, actor, error, scenario_of
 from ha.commands import ACTIONS, RECOVER_NEEDS_ACTIVE, RUNBOOK_COMMANDS, Intent, conflict
 from ha.daemon import Daemon
 from ha.format import test_plan
-from ha.groups import command_waves, group_conflict, skip_reason
-from ha.groups_config import GROUP_ACTIONS
+from ha.groups import command_waves, group_conflict, member_action, skip_reason
+from ha.groups_config import GROUP_ACTIONS, GroupConfig
 from ha.runbook import Runbook
 from ha.scenario import SUPPOSABLE, Scenario
 from ha.steps import build_steps
@@ -133,17 +133,30 @@ async def group_command(request: web.Request) -> web.Response:
     if why_not is not None:
         return error(409, why_not)
     if body.get("dry_run"):
-        plan = []
-        for number, wave in enumerate(command_waves(group, action), 1):
-            for member in wave:
-                skip = skip_reason(_judged(daemon.scenarios[member], body), action, active)
-                does = action + (f" --active {active}" if active else "")
-                plan.append(
-                    {"wave": number, "scenario": member, "plan": skip or does, "acts": not skip}
-                )
+        plan = _group_plan(daemon, group, action, body)
         return web.json_response({"dry_run": True, "group": name, "action": action, "plan": plan})
     intent = Intent(action=action, scenario="", group=name, actor=actor(request), active=active)
     return await _submit(daemon, intent)
+
+
+def _group_plan(
+    daemon: Daemon, group: GroupConfig, action: str, body: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """What a group command would do, member by member, wave by wave: the member's own command,
+    or why it needs none (then it does not act)."""
+    active = body.get("active")
+    plan = []
+    for number, wave in enumerate(command_waves(group, action), 1):
+        for member in wave:
+            judged = _judged(daemon.scenarios[member], body)
+            skip = skip_reason(judged, action, active)
+            does = member_action(judged, action, active)
+            if action == "recover":  # a split or blocked member recovers, another moves
+                does += f" --active {active}" if does == action else f" (to make {active} active)"
+            plan.append(
+                {"wave": number, "scenario": member, "plan": skip or does, "acts": not skip}
+            )
+    return plan
 
 
 async def _submit(daemon: Daemon, intent: Intent) -> web.Response:

@@ -207,6 +207,9 @@ def test_both_sides_active_is_a_split_recovered_for_the_whole_group(fleet: Fleet
     assert "split" in fleet.ha("status").stdout
 
     fleet.primary("s2", REPLICA, False)
+    plan = fleet.ha("group", "recover", "farm", "--active", "replica", "--dry-run").stdout
+    assert "  wave 1: s1: failover (to make replica active)\n" in plan  # it runs on production
+    assert "  wave 2: s2: recover --active replica\n" in plan  # split: recovered
     recovered = fleet.ha("group", "recover", "farm", "--active", "replica", "--wait")
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
     for name in ("s1", "s2", "s3"):
