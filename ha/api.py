@@ -49,6 +49,7 @@ NAME = Param("name", "path", "scenario name")
 SCENARIO = Param("scenario", "query", "only this scenario")
 AFTER = Param("after", "query", "only events with a greater journal id")
 RUNBOOK = Param("runbook", "query", "only this runbook's events")
+GROUP = Param("group", "query", "only this group's members' events and its own")
 READ: Role = "viewer"
 ACT: Role = "operator"
 COMMAND_ANSWERS = (200, 202, 400, 404, 409, 422, 503)
@@ -117,6 +118,7 @@ ROUTE_TABLE: tuple[Route, ...] = (
             AFTER,
             SCENARIO,
             RUNBOOK,
+            GROUP,
             Param("limit", "query", "at most this many (1000)"),
             Param("wait", "query", "seconds to wait for a first event (at most 60)"),
         ),
@@ -133,6 +135,7 @@ ROUTE_TABLE: tuple[Route, ...] = (
             AFTER,
             SCENARIO,
             RUNBOOK,
+            GROUP,
             Param("heartbeat", "query", "seconds between heartbeats when quiet (1..60, 15)"),
         ),
         answers=(200, 400, 404),
@@ -173,7 +176,7 @@ ROUTE_TABLE: tuple[Route, ...] = (
             Param("report", "query", "journal (default) or tests", REPORTS),
             Param("format", "query", "json (default) or csv", FORMATS),
             SCENARIO,
-            Param("group", "query", "only this group's members and group events"),
+            GROUP,
             Param("since", "query", "from: ISO 8601, epoch seconds, or how long ago (24h)"),
             Param("until", "query", "to: same forms"),
         ),

@@ -9,8 +9,12 @@ from aiohttp import web
 
 from ha.api_feed import JournalFeed
 from ha.daemon import Daemon
+from ha.groups_config import GroupConfig
 from ha.scenario import Scenario
+from ha.store import JournalEvent, Store
 from ha.token import Principal, Role
+
+PAGE = 1000  # journal entries read at a time for a group's events
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,6 +77,51 @@ def scenario_filter(request: web.Request) -> str | None:
     if name is not None and name not in request.app[DAEMON].scenarios:
         raise web.HTTPNotFound(reason=f"no scenario named {name!r}")
     return name
+
+
+def group_filter(request: web.Request) -> GroupConfig | None:
+    """The ``group`` query parameter: None, or a group that exists (else 404)."""
+    name = request.query.get("group")
+    if name is None:
+        return None
+    group = request.app[DAEMON].config.group(name)
+    if group is None:
+        raise web.HTTPNotFound(reason=f"no group named {name!r}")
+    return group
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """The journal entries a reader asked for (``/v1/events`` and its stream): one scenario's,
+    one runbook's, one group's (its members' and its own), or any combination."""
+
+    scenario: str | None = None
+    runbook: str | None = None
+    group: GroupConfig | None = None
+
+    @classmethod
+    def of(cls, request: web.Request) -> EventFilter:
+        return cls(scenario_filter(request), request.query.get("runbook"), group_filter(request))
+
+    async def read(
+        self, store: Store, after: int, limit: int
+    ) -> tuple[list[JournalEvent], int, bool]:
+        """At most ``limit`` entries after id ``after``; the last id read (past entries a group
+        left out); whether there may be more."""
+        found: list[JournalEvent] = []
+        size = limit if self.group is None else PAGE  # a group's: pages, to leave out others'
+        while True:
+            page = await store.events(
+                after=after, scenario=self.scenario, runbook=self.runbook, limit=size
+            )
+            for event in page:
+                after = event.id or after
+                if self.group is None or self.group.concerns(event.scenario, event.data):
+                    found.append(event)
+                    if len(found) == limit:
+                        return found, after, True
+            if len(page) < size:
+                return found, after, False
 
 
 def int_param(request: web.Request, name: str, default: int) -> int:

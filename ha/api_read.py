@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ha.api_base import DAEMON, FEED, error, int_param, principal, scenario_filter, scenario_of
+from ha.api_base import (
+    DAEMON,
+    FEED,
+    EventFilter,
+    error,
+    group_filter,
+    int_param,
+    principal,
+    scenario_filter,
+    scenario_of,
+)
 from ha.errors import StoreError
 from ha.machine import diagram
 from ha.reports import FORMATS, REPORTS, Query, as_csv, as_json, collect, parse_time, rows
@@ -66,12 +76,11 @@ async def events(request: web.Request) -> web.Response:
         wait = min(float(request.query.get("wait", "0")), WAIT_LIMIT)
     except ValueError:
         return error(400, "wait must be a number of seconds")
-    name = scenario_filter(request)
-    runbook = request.query.get("runbook")
+    which = EventFilter.of(request)
     deadline = time.monotonic() + wait
     while True:
         seen = feed.last_id
-        found = await daemon.store.events(after=after, scenario=name, runbook=runbook, limit=limit)
+        found, after, _ = await which.read(daemon.store, after, limit)
         left = deadline - time.monotonic()
         if found or left <= 0 or feed.closed.is_set():
             break
@@ -104,13 +113,7 @@ async def reports(request: web.Request) -> web.Response:
         return error(422, f"report must be one of {', '.join(REPORTS)}")
     if form not in FORMATS:
         return error(422, f"format must be one of {', '.join(FORMATS)}")
-    group = request.query.get("group")
-    members = None
-    if group is not None:
-        found = daemon.config.group(group)
-        if found is None:
-            return error(404, f"no group named {group!r}")
-        members = set(found.scenarios)
+    group = group_filter(request)
     now = time.time()
     try:
         since, until = (
@@ -119,7 +122,7 @@ async def reports(request: web.Request) -> web.Response:
         )
     except ValueError as exc:
         return error(422, str(exc))
-    query = Query(report, scenario_filter(request), members, group, since, until)
+    query = Query(report, scenario_filter(request), group, since, until)
     table = rows(await collect(daemon.store, query), query.report)
     if form == "csv":
         return web.Response(

@@ -143,7 +143,9 @@ def _printing(verdict: Verdict) -> Verdict:
 
 def cmd_events(args: argparse.Namespace) -> int:
     client = ApiClient(_load(args))
-    query = f"&scenario={args.scenario}" if args.scenario else ""
+    query = "".join(
+        f"&{key}={value}" for key in ("scenario", "group") if (value := getattr(args, key))
+    )
     if args.follow:  # the event stream: the journal after --after, then each event as it comes
         events = client.stream(args.after, query)
     else:
@@ -260,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument("--scenario", help="only this scenario")
+    p.add_argument("--group", help="only this group's members and group events")
     p.add_argument("--after", type=int, default=0, help="only events after this id")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_events)

@@ -7,6 +7,7 @@ one wave; the next wave starts only when the previous one is done.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -62,6 +63,11 @@ class GroupConfig(BaseModel):
     )
     observe_only: bool = Field(False, description="every automatic failover becomes a proposal")
     defaults: GroupDefaults = GroupDefaults()
+
+    def concerns(self, scenario: str | None, data: Mapping[str, Any]) -> bool:
+        """Whether a journal entry (by its scenario and data) is this group's: a member's, or
+        the group's own (group commands, waves, reports)."""
+        return scenario in self.scenarios or data.get("group") == self.name
 
     def dependencies(self) -> dict[str, set[str]]:
         needs: dict[str, set[str]] = {name: set() for name in self.scenarios}

@@ -11,12 +11,12 @@ import csv
 import io
 import json
 import time
-from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ha.duration import parse_duration
+from ha.groups_config import GroupConfig
 from ha.store import JournalEvent, Store
 
 PAGE = 1000
@@ -50,8 +50,7 @@ def parse_time(text: str, now: float) -> float:
 class Query:
     report: Report = "journal"
     scenario: str | None = None
-    members: Container[str] | None = None  # a group's scenarios
-    group: str | None = None
+    group: GroupConfig | None = None  # its members' entries and its own
     since: float | None = None
     until: float | None = None
 
@@ -62,8 +61,8 @@ class Query:
             return False
         if self.until is not None and event.ts > self.until:
             return False
-        if self.members is not None:
-            return event.scenario in self.members or event.data.get("group") == self.group
+        if self.group is not None:
+            return self.group.concerns(event.scenario, event.data)
         return True
 
 
@@ -121,7 +120,7 @@ def as_json(table: list[dict[str, Any]], query: Query) -> dict[str, Any]:
         "generated": _iso(time.time()),
         "filters": {
             "scenario": query.scenario,
-            "group": query.group,
+            "group": query.group.name if query.group is not None else None,
             "since": _iso(query.since) if query.since is not None else None,
             "until": _iso(query.until) if query.until is not None else None,
         },

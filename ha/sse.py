@@ -4,8 +4,8 @@ Each event is one SSE message: ``id:`` is the journal id and ``data:`` the event
 resumes where it stopped with ``Last-Event-ID`` (browsers send it when they reconnect) or
 ``?after=ID``; without either the stream starts with the next event. A comment line is sent as a
 heartbeat when nothing happened for ``heartbeat`` seconds (15 by default), so that proxies and
-clients can tell a quiet stream from a dead one. ``scenario`` and ``runbook`` filter as on
-``/v1/events``.
+clients can tell a quiet stream from a dead one. ``scenario``, ``runbook`` and ``group`` filter
+as on ``/v1/events``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 
 from aiohttp import web
 
-from ha.api_base import DAEMON, FEED, scenario_filter
+from ha.api_base import DAEMON, FEED, EventFilter
 
 HEARTBEAT = 15.0
 PAGE = 500
@@ -43,7 +43,7 @@ def _heartbeat(request: web.Request) -> float:
 async def stream(request: web.Request) -> web.StreamResponse:
     daemon, feed = request.app[DAEMON], request.app[FEED]
     after, heartbeat = _start(request), _heartbeat(request)
-    name, runbook = scenario_filter(request), request.query.get("runbook")
+    which = EventFilter.of(request)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -57,15 +57,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
         quiet_since = time.monotonic()
         while not feed.closed.is_set():
             seen = feed.last_id  # every event up to here is readable now
-            found = await daemon.store.events(
-                after=after, scenario=name, runbook=runbook, limit=PAGE
-            )
+            found, after, more = await which.read(daemon.store, after, PAGE)
             for event in found:
                 data = json.dumps(event.to_json(), default=str)
                 await response.write(f"id: {event.id}\ndata: {data}\n\n".encode())
-                assert event.id is not None
-                after = event.id
-            if len(found) == PAGE:
+            if more:
                 continue
             if found:
                 quiet_since = time.monotonic()

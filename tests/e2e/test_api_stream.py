@@ -22,7 +22,7 @@ from tests.e2e.api_site import ApiFleet
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiFleet]:
     fleet = ApiFleet(tmp_path_factory.mktemp("stream"), 2)
     try:
-        fleet.write_config()
+        fleet.write_config(groups=[{"name": "one", "scenarios": ["s2"]}])
         fleet.start_daemon()
         yield fleet
     finally:
@@ -94,6 +94,42 @@ def test_resume_with_last_event_id_delivers_exactly_the_missed_events(fleet: Api
     assert [e["kind"] for e in again] == [
         "command", "paused", "command_accepted", "command", "resumed", "command_accepted"
     ]  # fmt: skip
+
+
+def test_a_groups_events_are_its_members_and_its_own_in_pages_live_and_printed(
+    fleet: ApiFleet,
+) -> None:
+    last = fleet.call("GET", "/v1/status").json()["last_event"]
+    command(fleet, "s1", "pause")
+    command(fleet, "s2", "pause")
+    assert fleet.call("POST", "/v1/groups/one/run", {}).status == 202  # s2 runs: a report only
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal() if e["id"] > last),
+        10,
+        "the group report",
+    )
+    command(fleet, "s1", "resume")
+    command(fleet, "s2", "resume")
+    expected = [
+        e["id"]
+        for e in fleet.journal()
+        if e["id"] > last and (e["scenario"] == "s2" or e["data"].get("group") == "one")
+    ]
+    assert len(expected) >= 9  # s2's pause and resume, and the group's command, wave and report
+
+    answer = fleet.call("GET", f"/v1/events?after={last}&group=one&limit=4").json()
+    assert [e["id"] for e in answer["events"]] == expected[:4]
+    answer = fleet.call("GET", f"/v1/events?after={last}&group=one").json()
+    assert [e["id"] for e in answer["events"]] == expected
+    with open_stream(fleet, f"&after={last}&group=one") as stream:
+        assert [e["id"] for e in events_until_quiet(stream)] == expected
+    printed = fleet.ha("events", "--group", "one", "--after", str(last))
+    assert printed.returncode == 0, printed.stderr
+    assert len(printed.stdout.splitlines()) == len(expected)
+    assert " s1 " not in printed.stdout
+    assert "group one: run done" in printed.stdout
+    unknown = fleet.call("GET", "/v1/events?group=nope")
+    assert (unknown.status, unknown.json()) == (404, {"error": "no group named 'nope'"})
 
 
 def test_a_quiet_stream_sends_heartbeats(fleet: ApiFleet) -> None:
