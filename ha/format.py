@@ -50,11 +50,7 @@ def status_table(status: dict[str, Any]) -> str:
         for row in rows
     ]
     for group in status.get("groups", []):
-        members = ", ".join(
-            f"{m['name']} {m['state']}" + (f" with its {m['trouble']}" if m.get("trouble") else "")
-            for m in group["members"]
-        )
-        notes.append(f"group {group['name']}: {group['state']} ({members})")
+        notes.append(f"group {group['name']}: {group['state']} ({members_line(group)})")
         report = group.get("last_report")
         if report and report["outstanding"]:
             what = report["message"].removeprefix(f"group {group['name']}: ")
@@ -63,6 +59,14 @@ def status_table(status: dict[str, Any]) -> str:
     if status["observe_only"]:
         notes.append("observe-only: automatic failovers are journaled as proposals, not taken")
     return "\n".join(lines + notes)
+
+
+def members_line(group: dict[str, Any]) -> str:
+    """A group's members as status shows them: ``s1 running, s2 running with its replica dead``."""
+    return ", ".join(
+        f"{m['name']} {m['state']}" + (f" with its {m['trouble']}" if m.get("trouble") else "")
+        for m in group["members"]
+    )
 
 
 def event_line(event: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ha.client import ApiClient, ApiError, Verdict, group_ended, runbook_ended, test_ended
+from ha.format import members_line
 from ha.playbook.expr import ExpressionError, evaluate, fill
 from ha.playbook.model import Play, Playbook, Task
 
@@ -207,8 +208,8 @@ class Runner:
                 now, reached = self._check_passes(str(scenario), check, wait.side)
                 result = {"ok": True, "check": now}
             else:
-                state = self._state(scenario, group)
-                now, reached = f"is {state}", state == wait.state
+                state, members = self._state(scenario, group)
+                now, reached = f"is {state}{members}", state == wait.state
                 result = {"ok": True, "state": state}
             if reached:
                 self.say(f"  {what} {now}")
@@ -226,14 +227,16 @@ class Runner:
             raise TaskFailed(f"{scenario} has no check {check!r}; its checks: {', '.join(found)}")
         return f"{side} {check}: {found[check]['detail']}", found[check]["ok"] is True
 
-    def _state(self, scenario: str | None, group: str | None) -> str:
+    def _state(self, scenario: str | None, group: str | None) -> tuple[str, str]:
+        """The scenario's or group's state, and for a group its members (`` (s1 running, ...)``),
+        which say why it is degraded."""
         if scenario:
-            return str(self.client.request("GET", f"/v1/scenarios/{scenario}")["state"])
+            return str(self.client.request("GET", f"/v1/scenarios/{scenario}")["state"]), ""
         groups = self.client.request("GET", "/v1/groups")["groups"]
         found = next((g for g in groups if g["name"] == group), None)
         if found is None:
             raise TaskFailed(f"no group named {group!r}")
-        return str(found["state"])
+        return str(found["state"]), f" ({members_line(found)})"
 
     def _do_wait(self, play: Play, task: Task, names: dict[str, Any]) -> dict[str, Any]:
         assert task.wait is not None

@@ -212,3 +212,23 @@ def test_wait_for_a_check_waits_until_it_passes_or_says_what_it_saw(
     assert "failed: s3 replica script: exit 1 after 1s; waited until s3's replica side" in (
         done.stdout
     )
+
+
+def test_waiting_for_a_group_that_stays_degraded_says_which_member_is_why(
+    farm: Fleet, tmp_path: Path
+) -> None:
+    playbook = tmp_path / "protected.yaml"
+    playbook.write_text(
+        "- name: Wait\n"
+        "  tasks:\n"
+        "    - name: Protected\n"
+        "      wait_for: {group: farm, state: protected, timeout: 1s}\n"
+    )
+    farm.alive("s2", "127.0.0.3", False)  # s2 has no replica to fail over to
+    farm.wait_until(lambda: "farm: degraded" in farm.ha("status").stdout, 10, "degraded")
+    done = farm.ha("play", str(playbook), timeout=60)
+    assert done.returncode == 1
+    assert (
+        "failed: group farm is degraded (s1 running, s2 running with its replica dead,"
+        " s3 running) after 1s; waited until group farm is protected"
+    ) in done.stdout
