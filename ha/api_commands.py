@@ -18,9 +18,11 @@ from ha.daemon import Daemon
 from ha.format import test_plan
 from ha.groups import command_waves, group_conflict, member_action, skip_reason
 from ha.groups_config import GROUP_ACTIONS, GroupConfig
+from ha.machine import RUNBOOK_STATES
 from ha.runbook import Runbook
 from ha.scenario import SUPPOSABLE, Scenario
 from ha.steps import build_steps
+from ha.store import Side
 
 LOOP_DEADLINE = 10.0  # the loop must take a command within this long, else 503
 BODY_FIELDS = ("force", "dry_run", "active", "force_promotion", "as_if")
@@ -142,21 +144,44 @@ async def group_command(request: web.Request) -> web.Response:
 def _group_plan(
     daemon: Daemon, group: GroupConfig, action: str, body: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """What a group command would do, member by member, wave by wave: the member's own command,
-    or why it needs none (then it does not act)."""
-    active = body.get("active")
-    plan = []
+    """What a group command would do, wave by wave (see _member_plan); a wave with a member that
+    would be refused fails, and the later waves would not start."""
+    active, now, refused = body.get("active"), time.time(), False
+    plan: list[dict[str, Any]] = []
     for number, wave in enumerate(command_waves(group, action), 1):
-        for member in wave:
-            judged = _judged(daemon.scenarios[member], body)
-            skip = skip_reason(judged, action, active)
-            does = member_action(judged, action, active)
-            if action == "recover":  # a split or blocked member recovers, another moves
-                does += f" --active {active}" if does == action else f" (to make {active} active)"
-            plan.append(
-                {"wave": number, "scenario": member, "plan": skip or does, "acts": not skip}
-            )
+        rows = [
+            ("not started: an earlier wave would fail", False, False)
+            if refused
+            else _member_plan(_judged(daemon.scenarios[member], body), action, active, now)
+            for member in wave
+        ]
+        plan += [
+            {"wave": number, "scenario": member, "plan": shown, "acts": acts, "refused": no}
+            for member, (shown, acts, no) in zip(wave, rows, strict=True)
+        ]
+        refused = refused or any(refused_here for _, _, refused_here in rows)
     return plan
+
+
+def _member_plan(
+    member: Scenario, action: str, active: Side | None, now: float
+) -> tuple[str, bool, bool]:
+    """What a group command would have the member do, whether it moves, whether it would be
+    refused: its own command (or its runbook already in flight, waited for); or why it needs
+    none, or why it would be refused."""
+    skip = skip_reason(member, action, active)
+    if skip is not None:
+        return skip, False, False
+    does = member_action(member, action, active)
+    kind = f"recover-{active}" if does == "recover" else does
+    if member.state in RUNBOOK_STATES and member.record.runbook_kind == kind:
+        return f"{kind} in progress already: waited for", True, False
+    refusal = conflict(member, does, force=False, now=now, active=active)  # a test: None
+    if refusal is not None:
+        return f"refused: {refusal}", False, True
+    if action == "recover":  # a split or blocked member recovers, another moves
+        does += f" --active {active}" if does == action else f" (to make {active} active)"
+    return does, True, False
 
 
 async def _submit(daemon: Daemon, intent: Intent) -> web.Response:

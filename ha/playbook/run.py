@@ -158,7 +158,8 @@ class Runner:
 
     def _say_plan(self, answer: dict[str, Any], scenario: str | None, after: str | None) -> None:
         """Print a dry run's steps (or waves), saying which scenarios it judged as the tasks
-        before would leave them, and suppose the state it would leave its scenarios in."""
+        before would leave them, and suppose the state it would leave its scenarios in. Raises
+        TaskFailed when a member would be refused (the group command would fail)."""
         if "plan" in answer:  # a group's waves
             members = [row["scenario"] for row in answer["plan"]]
             moved = [row["scenario"] for row in answer["plan"] if row["acts"]]
@@ -172,6 +173,9 @@ class Runner:
             self.say(f"  would: {where}: {step['plan']}")
         if after is not None:
             self.supposed.update(dict.fromkeys(moved, after))
+        refused = [row["scenario"] for row in answer.get("plan", []) if row["refused"]]
+        if refused:
+            raise TaskFailed(f"{', '.join(refused)} would be refused")
 
     _do_run = _do_stop = _do_failover = _do_switchover = _do_failback = _do_recover = _button
     _do_test = _button

@@ -232,3 +232,45 @@ def test_waiting_for_a_group_that_stays_degraded_says_which_member_is_why(
         "failed: group farm is degraded (s1 running, s2 running with its replica dead,"
         " s3 running) after 1s; waited until group farm is protected"
     ) in done.stdout
+
+
+ROLLBACK = """\
+- name: Switch with a way back
+  tasks:
+    - name: Switch the group
+      switchover: {group: farm}
+      on_failure: rollback
+  rollback:
+    - name: Every member back on production
+      recover: {group: farm, active: production}
+"""
+
+
+def test_check_mode_foresees_a_refused_member_and_shows_the_rollback(
+    farm: Fleet, tmp_path: Path
+) -> None:
+    playbook = tmp_path / "rollback.yaml"
+    playbook.write_text(ROLLBACK)
+    farm.alive("s2", "127.0.0.3", False)  # a switchover of s2 would be refused
+    farm.wait_until(lambda: "farm: degraded" in farm.ha("status").stdout, 10, "degraded")
+    before = [e["id"] for e in farm.journal() if e["kind"] in ACTING]
+    plan = farm.ha("group", "switchover", "farm", "--dry-run").stdout.splitlines()
+    assert plan[1:] == [
+        "  wave 1: s1: switchover",
+        "  wave 2: s2: refused: replica fails its checks (script); switchover to a dead replica"
+        " is refused (--force overrides)",
+        "  wave 3: s3: not started: an earlier wave would fail",
+    ]
+    checked = farm.ha("play", "--check", str(playbook))
+    assert checked.returncode == 1
+    after = checked.stdout.split("  would: wave 3: s3: not started: an earlier wave would fail\n")
+    assert after[1].splitlines() == [
+        "  failed: s2 would be refused",
+        "ROLLBACK [Switch with a way back]",
+        "TASK [Every member back on production]",
+        "  (as the tasks before would leave them: s1 switched)",
+        "  would: wave 1: s1: failback (to make production active)",
+        "  would: wave 2: s2: already running with production active",
+        "  would: wave 3: s3: already running with production active",
+    ]
+    assert [e["id"] for e in farm.journal() if e["kind"] in ACTING] == before
