@@ -16,9 +16,15 @@ from ha.api_base import DAEMON, actor, error, scenario_of
 from ha.commands import ACTIONS, RECOVER_NEEDS_ACTIVE, RUNBOOK_COMMANDS, Intent, conflict
 from ha.daemon import Daemon
 from ha.format import test_plan
-from ha.groups import command_waves, group_conflict, member_action, skip_reason
+from ha.groups import (
+    command_waves,
+    goal,
+    group_conflict,
+    in_flight_to,
+    member_action,
+    skip_reason,
+)
 from ha.groups_config import GROUP_ACTIONS, GroupConfig
-from ha.machine import RUNBOOK_STATES
 from ha.runbook import Runbook
 from ha.scenario import SUPPOSABLE, Scenario
 from ha.steps import build_steps
@@ -172,10 +178,9 @@ def _member_plan(
     skip = skip_reason(member, action, active)
     if skip is not None:
         return skip, False, False
+    if in_flight_to(member, goal(action, active)):
+        return f"its {member.record.runbook_kind} in progress: waited for", True, False
     does = member_action(member, action, active)
-    kind = f"recover-{active}" if does == "recover" else does
-    if member.state in RUNBOOK_STATES and member.record.runbook_kind == kind:
-        return f"{kind} in progress already: waited for", True, False
     refusal = conflict(member, does, force=False, now=now, active=active)  # a test: None
     if refusal is not None:
         return f"refused: {refusal}", False, True

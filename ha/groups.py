@@ -35,10 +35,10 @@ WAVE_POLL = 0.02  # seconds between two looks at the members of a wave in flight
 
 
 def goal(action: str, active: Side | None) -> str:
-    """The state a member must reach for ``action`` to be done."""
+    """The state a member must reach for ``action`` to be done ("": any, for run and test)."""
     if action == "recover":
         return "running" if active == "production" else "switched"
-    return {"run": "", "stop": "stopped", "failback": "running"}.get(action, "switched")
+    return {"run": "", "test": "", "stop": "stopped", "failback": "running"}.get(action, "switched")
 
 
 def command_waves(group: GroupConfig, action: str) -> list[list[str]]:
@@ -74,12 +74,25 @@ def skip_reason(scenario: Scenario, action: str, active: Side | None) -> str | N
 
 def operator_has(scenario: Scenario) -> str | None:
     """Why an automatic group command (a together failover) leaves a member alone, or None: it
-    is paused for maintenance, or blocked or split, waiting for an operator. The others go on."""
+    is paused for maintenance, or blocked or split, waiting for an operator, or in a runbook
+    that leads elsewhere (a failback an operator asked for). The others go on."""
     if scenario.record.paused:
         return "paused (maintenance): no automatic action; left as it is"
     if scenario.state in ("blocked", "split"):
         return f"{scenario.state}: waits for an operator; left as it is"
+    if scenario.state in RUNBOOK_STATES:
+        return f"in its {scenario.record.runbook_kind} runbook: left as it is"
     return None
+
+
+def in_flight_to(scenario: Scenario, target: str) -> bool:
+    """Whether the member's runbook in flight ends in ``target``: a failover, switchover or
+    recover-replica ends switched; a failback or recover-production, running."""
+    if scenario.state not in RUNBOOK_STATES or not target:
+        return False
+    kind = scenario.record.runbook_kind
+    ends = "running" if kind in ("failback", "recover-production") else "switched"
+    return ends == target
 
 
 def member_action(scenario: Scenario, action: str, active: Side | None) -> str:
@@ -303,15 +316,14 @@ class GroupRunner:
         refused, None once accepted (then wait for it)."""
         scenario = self.scenarios[name]
         skip = skip_reason(scenario, command.action, command.active)
+        if skip is None and in_flight_to(scenario, goal(command.action, command.active)):
+            return None  # its runbook leads there (resumed after a restart, or its own): wait
         if skip is None and command.actor == "detector":
             skip = operator_has(scenario)
         if skip is not None:
             command.report[name] = skip
             return True
         action = member_action(scenario, command.action, command.active)
-        kind = f"recover-{command.active}" if action == "recover" else action
-        if scenario.state in RUNBOOK_STATES and scenario.record.runbook_kind == kind:
-            return None  # its runbook is in flight (resumed after a restart, or its own): wait
         intent = Intent(
             action=action,
             scenario=name,

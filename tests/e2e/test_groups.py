@@ -96,6 +96,41 @@ def test_a_member_an_operator_has_is_left_as_it_is_by_a_together_failover(
         assert fleet.state(name) == ("switched", "replica")
 
 
+def test_a_together_failover_waits_for_a_switchover_in_flight_and_leaves_a_failback_alone(
+    fleet: Fleet,
+) -> None:
+    """s1 is switching over (to the replica: where the failover goes too), s3 failing back (an
+    operator brings it to production): when s2 dies, the together failover waits for s1's
+    switchover, fails s2 over, and leaves s3's failback to its operator."""
+    fleet.write_config(groups=TOGETHER, runbook={"retry_delay": "100ms", "healthy_timeout": "30s"})
+    fleet.start_daemon()
+    assert fleet.ha("switchover", "s3", "--wait").returncode == 0
+    fleet.kill("s3")
+    assert fleet.ha("failback", "s3", "--force").returncode == 0  # waits for its production
+    fleet.alive("s1", REPLICA, False)
+    assert fleet.ha("switchover", "s1", "--force").returncode == 0  # waits for its replica
+    fleet.wait_state("failing_back", name="s3")
+    fleet.wait_state("switching_over", name="s1")
+
+    fleet.kill("s2")
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_command" for e in fleet.journal()), 20, "together"
+    )
+    fleet.alive("s1", REPLICA, True)  # s1's switchover goes on
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "report"
+    )
+    assert report(fleet)["ok"] is True, report(fleet)
+    assert report(fleet)["members"] == {
+        "s1": "switched, replica active",
+        "s2": "switched, replica active",
+        "s3": "in its failback runbook: left as it is",
+    }
+    fleet.revive("s3")
+    fleet.wait_state("running", name="s3")
+    assert fleet.active("s3") == "127.0.0.2"
+
+
 def test_a_member_with_a_dead_replica_stops_the_later_waves_with_a_report(fleet: Fleet) -> None:
     fleet.write_config(groups=ORDERED)
     fleet.start_daemon()
