@@ -39,7 +39,21 @@ function planItems(plan) {
       h("li", { "data-step": s.step }, h("b", {}, s.step), ` ${s.plan}`, s.status === "done" ? " (done, skipped)" : ""),
     );
   }
-  return plan.plan.map((row) => h("li", {}, h("b", {}, `wave ${row.wave}: ${row.scenario}`), ` ${row.plan}`));
+  return plan.plan.map((row) =>
+    h(
+      "li",
+      { "data-scenario": row.scenario, class: row.refused ? "error" : row.acts ? "" : "muted" },
+      h("b", {}, `wave ${row.wave}: ${row.scenario}`),
+      ` ${row.plan}`,
+    ),
+  );
+}
+
+// A group command with a member it would refuse fails there: the later waves would not start.
+function warning(plan) {
+  const refused = (plan.plan || []).filter((row) => row.refused).map((row) => row.scenario);
+  if (!refused.length) return "";
+  return `${refused.join(", ")} would be refused: the command would fail there, and no later wave would start.`;
 }
 
 async function dryRun(target) {
@@ -51,6 +65,7 @@ async function dryRun(target) {
   try {
     const plan = await api("POST", path(target), { ...body(target), dry_run: true });
     steps.replaceChildren(...planItems(plan));
+    $("confirm-error").textContent = warning(plan);
     go.disabled = false;
   } catch (error) {
     steps.replaceChildren();

@@ -137,3 +137,26 @@ def test_a_viewer_sees_no_buttons(browser: BrowserContext, fleet: ApiFleet) -> N
     expect(page.locator(".scenario .head")).to_contain_text("viewer token: read only")
     expect(page.locator("button[data-action]")).to_have_count(0)
     expect(page.locator("#login")).to_be_hidden()
+
+
+def test_a_group_command_shows_a_member_it_would_refuse_before_it_is_sent(
+    browser: BrowserContext, fleet: ApiFleet, tmp_path: Path
+) -> None:
+    fleet.alive("s2", "127.0.0.3", False)  # s2 has no replica to fail over to
+    page = browser.new_page()
+    log_in(page, fleet, fleet.operator)
+    expect(page.locator("tr[data-group=pair] .state")).to_have_text("degraded", timeout=10_000)
+    page.click("tr[data-group=pair] button[data-action=failover]")
+    dialog = page.locator("#confirm")
+    expect(dialog.locator("#confirm-title")).to_have_text("failover group pair?")
+    expect(dialog.locator("#confirm-steps li[data-scenario=s1]")).to_have_text(
+        "wave 1: s1 failover"
+    )
+    refused = dialog.locator("#confirm-steps li[data-scenario=s2]")
+    expect(refused).to_contain_text("wave 2: s2 refused: replica fails its checks (script)")
+    expect(refused).to_have_class("error")
+    expect(dialog.locator("#confirm-error")).to_have_text(
+        "s2 would be refused: the command would fail there, and no later wave would start."
+    )
+    page.screenshot(path=tmp_path / "confirm-group.png")
+    assert fleet.state("s1") == ("running", "production")
