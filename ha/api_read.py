@@ -36,7 +36,7 @@ async def status(request: web.Request) -> web.Response:
         {
             "scenarios": [scenario_view(s) for s in daemon.scenarios.values()],
             "groups": await _group_views(daemon),
-            "budget": daemon.autopilot.budget.describe(),
+            "budget": await _budget(daemon),
             "observe_only": daemon.config.safety.observe_only,
             "last_event": request.app[FEED].last_id,
             "token": {"name": who.name, "role": who.role},
@@ -66,6 +66,14 @@ async def _group_views(daemon: Daemon) -> list[dict[str, Any]]:
         with contextlib.suppress(StoreError):
             await daemon.groups.catch_up()
     return group_views(daemon)
+
+
+async def _budget(daemon: Daemon) -> str:
+    """The failover budget; a follower reads the leader's failovers and re-arms first."""
+    if daemon.config.safety.budget is not None and not daemon.in_charge:
+        with contextlib.suppress(StoreError):
+            await daemon.autopilot.restore()
+    return daemon.autopilot.budget.describe()
 
 
 async def events(request: web.Request) -> web.Response:

@@ -90,10 +90,18 @@ class Autopilot:
         self.episodes: dict[str, Episode] = {}
         self.healthy_since: dict[str, float] = {}
         self.last_failover: dict[str, float] = {}
+        self.read_up_to = 0  # the last journal id restore read
 
     async def restore(self) -> None:
-        """Rebuild the budget and the recovery blocks from the journal."""
-        events = await self.store.events(kinds=("transition", SPENT, REARMED), limit=10**9)
+        """Rebuild the budget and the recovery blocks from the journal: all of it on taking
+        charge (a new Autopilot); on a follower asked for its status, what came since the last
+        call (the leader's failovers and re-arms: the budget as the leader keeps it). Each entry
+        is read once, also by two readers at a time."""
+        last = await self.store.last_event_id()
+        kinds = ("transition", SPENT, REARMED)
+        events = await self.store.events(after=self.read_up_to, kinds=kinds, limit=10**9)
+        events = [event for event in events if (event.id or 0) > self.read_up_to]
+        self.read_up_to = max(self.read_up_to, last, *(event.id or 0 for event in events))
         self.budget.restore(events)
         for event in events:
             if event.actor == "detector" and event.data.get("trigger") == "failover":

@@ -6,6 +6,8 @@ scenario until an operator re-arms it. The state is rebuilt from the journal at 
 
 from __future__ import annotations
 
+import time
+
 from ha.config import BudgetConfig
 from ha.store import JournalEvent
 
@@ -53,8 +55,10 @@ class Budget:
         if self.config is None:
             return "no budget"
         state = "armed" if self.armed else "spent: automatic failover is observe-only"
+        window_start = time.time() - self.config.window
+        recent = [t for t in self.spent_at if t > window_start]
         return (
-            f"{len(self.spent_at)} of {self.config.failovers} automatic failovers"
+            f"{len(recent)} of {self.config.failovers} automatic failovers"
             f" in {self.config.window:g}s; {state}"
         )
 

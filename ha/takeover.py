@@ -165,6 +165,7 @@ async def step_down(daemon: Daemon) -> None:
     await daemon.groups.close()
     await daemon.tests.close()
     await daemon.readback.close()
+    daemon.autopilot = Autopilot(daemon.config, daemon.store)  # a follower's: read when asked
     log.warning("stepped down: another instance may lead now", runbooks=len(tasks))
 
 

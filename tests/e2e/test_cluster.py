@@ -40,7 +40,11 @@ def test_a_follower_takes_over_from_a_killed_idle_leader_and_acts(
     site: Site, trio: Orchestrators
 ) -> None:
     site.write_config()
-    trio.write_configs()
+
+    def budgeted(_: str, config: dict[str, Any]) -> None:
+        config["safety"] = {"budget": {"failovers": 3, "window": "10m"}}
+
+    trio.write_configs(change=budgeted)
     trio.start()
     first = trio.wait_leader()
     trio.kill(first)
@@ -59,6 +63,9 @@ def test_a_follower_takes_over_from_a_killed_idle_leader_and_acts(
         WITHIN,
         "the follower shows the leader's state",
     )
+    budget = "1 of 3 automatic failovers in 600s; armed"  # as the leader keeps it
+    assert follower.api("GET", "/v1/status")[1]["budget"] == budget
+    assert trio.runners[second].api("GET", "/v1/status")[1]["budget"] == budget
     status, answer = follower.api("POST", "/v1/scenarios/web/failback", {})
     reason = f"{follower.dir.name} is not the leader; ask {second}"
     assert (status, answer) == (503, {"error": reason})
