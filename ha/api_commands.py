@@ -32,6 +32,7 @@ from ha.store import Side
 
 LOOP_DEADLINE = 10.0  # the loop must take a command within this long, else 503
 BODY_FIELDS = ("force", "dry_run", "active", "force_promotion", "as_if")
+GROUP_BODY_FIELDS = ("dry_run", "active", "as_if")  # a member's options are its own
 PLANS = {
     "run": "start the checks; fail over automatically when production dies",
     "stop": "stop the checks; no automatic action",
@@ -41,8 +42,10 @@ PLANS = {
 }
 
 
-async def _body(request: web.Request, action: str) -> dict[str, Any]:
-    body = await _json_object(request)
+async def _body(
+    request: web.Request, action: str, fields: tuple[str, ...] = BODY_FIELDS
+) -> dict[str, Any]:
+    body = await _json_object(request, fields)
     if body.get("active") not in (None, "production", "replica"):
         raise web.HTTPUnprocessableEntity(reason="active must be production or replica")
     if action == "recover" and body.get("active") is None:
@@ -50,7 +53,7 @@ async def _body(request: web.Request, action: str) -> dict[str, Any]:
     return body
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
+async def _json_object(request: web.Request, fields: tuple[str, ...]) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
@@ -59,7 +62,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         raise web.HTTPBadRequest(reason="the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(reason="the body must be a JSON object")
-    unknown = set(body) - set(BODY_FIELDS)
+    unknown = set(body) - set(fields)
     if unknown:
         raise web.HTTPUnprocessableEntity(reason=f"unknown fields: {', '.join(sorted(unknown))}")
     for key in ("force", "dry_run", "force_promotion"):
@@ -135,7 +138,7 @@ async def group_command(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(
             reason=f"no group action {action!r}; actions: {', '.join(GROUP_ACTIONS)}"
         )
-    body = await _body(request, action)
+    body = await _body(request, action, GROUP_BODY_FIELDS)
     active = body.get("active")
     why_not = group_conflict(daemon, name, action, active)
     if why_not is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ha.api import ROUTE_TABLE
-from ha.api_commands import BODY_FIELDS
+from ha.api_commands import BODY_FIELDS, GROUP_BODY_FIELDS
 from ha.commands import ACTIONS
 from ha.groups_config import GROUP_ACTIONS
 from tests.e2e.api_site import ApiFleet
@@ -45,6 +45,8 @@ def test_the_openapi_document_lists_every_route(fleet: ApiFleet) -> None:
     assert set(command["responses"]) == {"200", "202", "400", "404", "409", "422", "503"}
     body = doc["components"]["schemas"]["Command"]
     assert sorted(body["properties"]) == sorted(BODY_FIELDS)  # what the route accepts
+    group_body = doc["components"]["schemas"]["GroupCommand"]
+    assert sorted(group_body["properties"]) == sorted(GROUP_BODY_FIELDS)
     group = doc["paths"]["/v1/groups/{name}/{action}"]["post"]
     assert next(p for p in group["parameters"] if p["name"] == "action")["schema"]["enum"] == list(
         GROUP_ACTIONS
@@ -132,6 +134,7 @@ def test_bad_requests_are_400_and_invalid_ones_422(fleet: ApiFleet) -> None:
          "Last-Event-ID and after must be journal ids"),
         ("POST", "/v1/scenarios/s1/pause", {"force": "yes"}, 422, "force must be true or false"),
         ("POST", "/v1/scenarios/s1/pause", {"colour": 1}, 422, "unknown fields: colour"),
+        ("POST", "/v1/groups/pair/failover", {"force": True}, 422, "unknown fields: force"),
         ("POST", "/v1/groups/pair/recover", {"active": "both"}, 422,
          "active must be production or replica"),
         ("POST", "/v1/groups/pair/recover", {}, 422,
