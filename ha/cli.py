@@ -285,7 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_token)
 
     p = sub.add_parser(
-        "group", parents=[common], help="run, stop, fail over, recover a whole group"
+        "group",
+        parents=[common],
+        help="run, stop, fail over, recover a whole group",
+        description="Each member's command, wave by wave in dependency order (stop: in reverse);"
+        " a member that fails stops the later waves, and the group report says member by"
+        " member what happened. --dry-run shows each member's command, or why it needs none or"
+        " would be refused.",
+        epilog="actions: run, stop (protection on or off); failover, switchover (to the"
+        " replicas); failback (to production); recover --active SIDE (keep that side active"
+        " for every member: split or blocked members recover, the others move); test (Assured"
+        " Recovery of every member at once)",
     )
     p.add_argument(
         "action",
