@@ -7,6 +7,8 @@ import json
 import os
 import socket
 import ssl
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +22,7 @@ from ha.format import AR_RESULTS
 from ha.token import read_token
 
 STREAM_TIMEOUT = 45.0  # the event stream sends a heartbeat every 15 s
+OUTAGE = 60.0  # seconds follow keeps asking a daemon that went away (restarting: it resumes)
 
 
 class ApiUnavailable(HAError):
@@ -99,11 +102,27 @@ class ApiClient:
                 f"cannot reach the daemon at {self.base}: {why} (is `ha daemon` running?)"
             ) from None
 
-    def follow(self, after: int, query: str, verdict: Verdict) -> bool:
+    def follow(self, after: int, query: str, verdict: Verdict, outage: float = OUTAGE) -> bool:
         """Read journal events after ``after`` (``query``: extra filters) as they come, until
-        ``verdict`` returns True (done) or False (failed) for one of them."""
+        ``verdict`` returns True (done) or False (failed) for one of them. A daemon that goes
+        away meanwhile (a restart resumes the command from the journal) is asked again each
+        second for up to ``outage`` seconds, saying so on stderr; then ApiUnavailable."""
+        lost_at: float | None = None
         while True:
-            found = self.request("GET", f"/v1/events?after={after}&wait=30{query}", timeout=45)
+            try:
+                found = self.request("GET", f"/v1/events?after={after}&wait=30{query}", timeout=45)
+            except ApiUnavailable as exc:
+                now = time.monotonic()
+                if lost_at is None:
+                    lost_at = now
+                    print(f"ha: {exc}; asking again for {outage:g}s", file=sys.stderr, flush=True)
+                if now - lost_at >= outage:
+                    raise
+                time.sleep(1)
+                continue
+            if lost_at is not None:
+                print("ha: the daemon answers again; following", file=sys.stderr, flush=True)
+                lost_at = None
             for event in found["events"]:
                 after = event["id"]
                 result = verdict(event)

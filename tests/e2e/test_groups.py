@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -177,19 +179,28 @@ def test_a_group_failover_interrupted_by_a_restart_goes_on_after_it(fleet: Fleet
     slow = {"name": "slow", "command": ["sh", "-c", "test {name} != s1 || sleep 2"]}
     fleet.write_config(groups=ORDERED, hooks={"pre_failover": [slow]})
     fleet.start_daemon()
-    assert fleet.ha("group", "failover", "farm").returncode == 0
-    fleet.wait_until(
-        lambda: any(e["kind"] == "step_started" and e["scenario"] == "s1" for e in fleet.journal()),
-        10,
-        "s1's runbook started",
-    )
-    fleet.stop_daemon(signal.SIGKILL)  # wave 1 in flight, waves 2 and 3 not started
-    assert fleet.state("s2") == ("running", "production")
-
-    fleet.start_daemon()
-    fleet.wait_until(
-        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 40, "report"
-    )
+    argv = [sys.executable, "-m", "ha", "group", "failover", "farm", "--wait"]
+    with subprocess.Popen(  # the operator follows it through the restart
+        [*argv, "-c", str(fleet.config_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as waiting:
+        try:
+            fleet.wait_until(
+                lambda: any(
+                    e["kind"] == "step_started" and e["scenario"] == "s1" for e in fleet.journal()
+                ),
+                10,
+                "s1's runbook started",
+            )
+            fleet.stop_daemon(signal.SIGKILL)  # wave 1 in flight, waves 2 and 3 not started
+            assert fleet.state("s2") == ("running", "production")
+            fleet.start_daemon()
+            out, err = waiting.communicate(timeout=60)
+        finally:
+            waiting.kill()
+    assert waiting.returncode == 0, out.decode() + err.decode()
+    assert "group_report: group farm: failover done" in out.decode()
+    assert "cannot reach the daemon" in err.decode()
+    assert "ha: the daemon answers again; following" in err.decode()
     assert report(fleet)["ok"] is True
     for name in ("s1", "s2", "s3"):
         assert fleet.state(name) == ("switched", "replica")
