@@ -29,6 +29,31 @@ class ApiUnavailable(HAError):
     """The daemon's API cannot be reached."""
 
 
+class Outage:
+    """A daemon that went away while the CLI followed it (a restart, which resumes what was in
+    flight): asked again each second for up to ``limit`` seconds, said once on stderr."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.since: float | None = None
+
+    def wait(self, exc: ApiUnavailable) -> None:
+        """Pause before asking again; raises ``exc`` once the daemon stayed away too long."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            print(f"ha: {exc}; asking again for {self.limit:g}s", file=sys.stderr, flush=True)
+        if now - self.since >= self.limit:
+            raise exc
+        time.sleep(1)
+
+    def over(self) -> None:
+        """The daemon answers again."""
+        if self.since is not None:
+            print("ha: the daemon answers again; following", file=sys.stderr, flush=True)
+            self.since = None
+
+
 class ApiError(HAError):
     def __init__(self, status: int, reason: str) -> None:
         self.status = status
@@ -63,14 +88,23 @@ class ApiClient:
     def stream(self, after: int, query: str) -> Iterator[dict[str, Any]]:
         """Journal events after ``after`` (``query``: extra filters) from the event stream, as
         they come, without end. A stream that the daemon ends is opened again from the last event
-        seen; a daemon that cannot be reached raises ApiUnavailable."""
+        seen; a daemon that cannot be reached raises ApiUnavailable, at once if it never
+        answered, else once it stayed away too long (see Outage)."""
+        gone: Outage | None = None
         while True:
             headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
             path = f"/v1/events/stream?{query.lstrip('&')}"
-            with self._open("GET", path, None, headers, STREAM_TIMEOUT) as response:
-                for event in sse_events(response):
-                    after = event["id"]
-                    yield event
+            try:
+                with self._open("GET", path, None, headers, STREAM_TIMEOUT) as response:
+                    gone = gone or Outage(OUTAGE)  # it answered: from now on, ride through
+                    gone.over()
+                    for event in sse_events(response):
+                        after = event["id"]
+                        yield event
+            except ApiUnavailable as exc:
+                if gone is None:
+                    raise
+                gone.wait(exc)
 
     @contextmanager
     def _open(
@@ -105,24 +139,16 @@ class ApiClient:
     def follow(self, after: int, query: str, verdict: Verdict, outage: float = OUTAGE) -> bool:
         """Read journal events after ``after`` (``query``: extra filters) as they come, until
         ``verdict`` returns True (done) or False (failed) for one of them. A daemon that goes
-        away meanwhile (a restart resumes the command from the journal) is asked again each
-        second for up to ``outage`` seconds, saying so on stderr; then ApiUnavailable."""
-        lost_at: float | None = None
+        away meanwhile (a restart resumes the command from the journal) is asked again: see
+        Outage."""
+        gone = Outage(outage)
         while True:
             try:
                 found = self.request("GET", f"/v1/events?after={after}&wait=30{query}", timeout=45)
             except ApiUnavailable as exc:
-                now = time.monotonic()
-                if lost_at is None:
-                    lost_at = now
-                    print(f"ha: {exc}; asking again for {outage:g}s", file=sys.stderr, flush=True)
-                if now - lost_at >= outage:
-                    raise
-                time.sleep(1)
+                gone.wait(exc)
                 continue
-            if lost_at is not None:
-                print("ha: the daemon answers again; following", file=sys.stderr, flush=True)
-                lost_at = None
+            gone.over()
             for event in found["events"]:
                 after = event["id"]
                 result = verdict(event)

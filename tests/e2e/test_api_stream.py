@@ -7,11 +7,12 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from http.client import HTTPResponse
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -157,6 +158,41 @@ def test_ha_events_follow_prints_events_as_they_come(fleet: ApiFleet) -> None:
             command(fleet, "s2", "resume")
     assert ["s1 command:" in lines[0], "s1 paused:" in lines[1]] == [True, True]
     assert "command_accepted: s1 paused" in lines[2]
+
+
+def line_with(lines: IO[str], text: str) -> str:
+    """The first line that holds ``text`` ("" at the end of the output)."""
+    line = lines.readline()
+    while line and text not in line:
+        line = lines.readline()
+    return line
+
+
+def test_ha_events_follow_rides_through_a_restart_of_the_daemon(fleet: ApiFleet) -> None:
+    last = fleet.call("GET", "/v1/status").json()["last_event"]
+    argv = [sys.executable, "-m", "ha", "events", "--follow", "--scenario", "s1"]
+    argv += ["--after", str(last), "-c", str(fleet.config_path)]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as follow:
+        watchdog = threading.Timer(60, follow.kill)  # a follower that hangs fails, not blocks
+        watchdog.start()
+        try:
+            assert follow.stdout is not None
+            command(fleet, "s1", "pause")
+            assert "s1 paused:" in line_with(follow.stdout, "s1 paused:")
+            assert fleet.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
+            fleet.start_daemon()
+            command(fleet, "s1", "resume")
+            resumed = line_with(follow.stdout, "s1 resumed:")
+        finally:
+            watchdog.cancel()
+            follow.kill()
+        assert follow.stderr is not None
+        said = follow.stderr.read()
+    assert "s1 resumed:" in resumed
+    assert "cannot reach the daemon" in said
+    assert "ha: the daemon answers again; following" in said
 
 
 def test_the_daemon_stops_promptly_with_streams_open(fleet: ApiFleet) -> None:
