@@ -50,7 +50,7 @@ class Outage:
     def over(self) -> None:
         """The daemon answers again."""
         if self.since is not None:
-            print("ha: the daemon answers again; following", file=sys.stderr, flush=True)
+            print("ha: the daemon answers again", file=sys.stderr, flush=True)
             self.since = None
 
 
@@ -136,19 +136,26 @@ class ApiClient:
                 f"cannot reach the daemon at {self.base}: {why} (is `ha daemon` running?)"
             ) from None
 
+    def read(self, path: str, outage: float = OUTAGE, timeout: float = 30) -> Any:
+        """GET ``path``, asking again a daemon that went away (see Outage): for the commands that
+        follow what they started (reading twice is harmless; a POST is never sent twice)."""
+        gone = Outage(outage)
+        while True:
+            try:
+                found = self.request("GET", path, timeout=timeout)
+            except ApiUnavailable as exc:
+                gone.wait(exc)
+                continue
+            gone.over()
+            return found
+
     def follow(self, after: int, query: str, verdict: Verdict, outage: float = OUTAGE) -> bool:
         """Read journal events after ``after`` (``query``: extra filters) as they come, until
         ``verdict`` returns True (done) or False (failed) for one of them. A daemon that goes
         away meanwhile (a restart resumes the command from the journal) is asked again: see
         Outage."""
-        gone = Outage(outage)
         while True:
-            try:
-                found = self.request("GET", f"/v1/events?after={after}&wait=30{query}", timeout=45)
-            except ApiUnavailable as exc:
-                gone.wait(exc)
-                continue
-            gone.over()
+            found = self.read(f"/v1/events?after={after}&wait=30{query}", outage, timeout=45)
             for event in found["events"]:
                 after = event["id"]
                 result = verdict(event)

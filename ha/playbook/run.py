@@ -183,7 +183,7 @@ class Runner:
     def _do_check(self, play: Play, task: Task, names: dict[str, Any]) -> dict[str, Any]:
         assert task.check is not None
         name = self._fill(task.check.scenario, names)
-        view: dict[str, Any] = self.client.request("GET", f"/v1/scenarios/{name}")
+        view: dict[str, Any] = self.client.read(f"/v1/scenarios/{name}")
         state = view["state"]
         if self.check and name in self.supposed:  # as the tasks before would leave it
             state = self.supposed[str(name)]
@@ -224,7 +224,7 @@ class Runner:
 
     def _check_passes(self, scenario: str, check: str, side: str) -> tuple[str, bool]:
         """What ``check`` of the scenario's side says now, and whether it passes."""
-        view = self.client.request("GET", f"/v1/scenarios/{scenario}")
+        view = self.client.read(f"/v1/scenarios/{scenario}")
         side = view["active"] if side == "active" else side
         found = {c["check"]: c for c in view[side]["checks"]}
         if check not in found:
@@ -235,8 +235,8 @@ class Runner:
         """The scenario's or group's state, and for a group its members (`` (s1 running, ...)``),
         which say why it is degraded."""
         if scenario:
-            return str(self.client.request("GET", f"/v1/scenarios/{scenario}")["state"]), ""
-        groups = self.client.request("GET", "/v1/groups")["groups"]
+            return str(self.client.read(f"/v1/scenarios/{scenario}")["state"]), ""
+        groups = self.client.read("/v1/groups")["groups"]
         found = next((g for g in groups if g["name"] == group), None)
         if found is None:
             raise TaskFailed(f"no group named {group!r}")

@@ -3,6 +3,7 @@ a malformed playbook is refused with the line and the field."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,29 @@ def test_check_mode_foresees_a_refused_member_and_shows_the_rollback(
         "  would: wave 3: s3: already running with production active",
     ]
     assert [e["id"] for e in farm.journal() if e["kind"] in ACTING] == before
+
+
+def test_a_playbook_waits_on_through_a_restart_of_the_daemon(farm: Fleet, tmp_path: Path) -> None:
+    playbook = tmp_path / "wait.yaml"
+    playbook.write_text(
+        "- name: Wait\n"
+        "  tasks:\n"
+        "    - name: Switched\n"
+        "      wait_for: {group: farm, state: switched, timeout: 60s}\n"
+    )
+    argv = [sys.executable, "-m", "ha", "play", str(playbook), "-c", str(farm.config_path)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as play:
+        try:
+            assert play.stdout is not None
+            assert play.stdout.readline() == "PLAY [Wait]\n"
+            assert play.stdout.readline() == "TASK [Switched]\n"
+            assert farm.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
+            farm.start_daemon()
+            assert farm.ha("group", "failover", "farm").returncode == 0
+            out, err = play.communicate(timeout=60)
+        finally:
+            play.kill()
+    assert play.returncode == 0, out + err
+    assert "  group farm is switched (s1 switched, s2 switched, s3 switched)" in out
+    assert "cannot reach the daemon" in err
+    assert "ha: the daemon answers again" in err
