@@ -22,7 +22,7 @@ from ha.format import AR_RESULTS
 from ha.token import read_token
 
 STREAM_TIMEOUT = 45.0  # the event stream sends a heartbeat every 15 s
-OUTAGE = 60.0  # seconds follow keeps asking a daemon that went away (restarting: it resumes)
+OUTAGE = 60.0  # seconds the CLI keeps asking a daemon it followed that went away (a restart)
 
 
 class ApiUnavailable(HAError):
