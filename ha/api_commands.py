@@ -84,7 +84,7 @@ def _check_as_if(daemon: Daemon, body: dict[str, Any]) -> None:
     for name, state in as_if.items():
         if name not in daemon.scenarios:
             raise web.HTTPUnprocessableEntity(reason=f"as_if: no scenario named {name!r}")
-        if state not in SUPPOSABLE:
+        if not isinstance(state, str) or state not in SUPPOSABLE:
             raise web.HTTPUnprocessableEntity(
                 reason=f"as_if.{name}: {state!r} is not one of {', '.join(SUPPOSABLE)}"
             )

@@ -149,6 +149,8 @@ def test_bad_requests_are_400_and_invalid_ones_422(fleet: ApiFleet) -> None:
          422, "as_if: no scenario named 's9'"),
         ("POST", "/v1/scenarios/s1/failback", {"dry_run": True, "as_if": {"s1": "blocked"}},
          422, "as_if.s1: 'blocked' is not one of running, switched, stopped"),
+        ("POST", "/v1/groups/pair/failback", {"dry_run": True, "as_if": {"s1": ["x"]}},
+         422, "as_if.s1: ['x'] is not one of running, switched, stopped"),
         ("GET", "/v1/reports?format=xml", None, 422, "format must be one of json, csv"),
         ("GET", "/v1/reports?report=x", None, 422, "report must be one of journal, tests"),
     ]  # fmt: skip
