@@ -26,7 +26,7 @@ from ha.coordination_quorum import Verdict
 from ha.duration import format_duration
 from ha.scenario import SIDES, Scenario
 from ha.steps import Parts, build_steps
-from ha.store import JournalEvent, Store
+from ha.store import JournalCursor, JournalEvent, Store
 
 log = structlog.get_logger("ha.autopilot")
 
@@ -90,18 +90,14 @@ class Autopilot:
         self.episodes: dict[str, Episode] = {}
         self.healthy_since: dict[str, float] = {}
         self.last_failover: dict[str, float] = {}
-        self.read_up_to = 0  # the last journal id restore read
+        self.journal = JournalCursor(store, ("transition", SPENT, REARMED))
 
     async def restore(self) -> None:
         """Rebuild the budget and the recovery blocks from the journal: all of it on taking
         charge (a new Autopilot); on a follower asked for its status, what came since the last
         call (the leader's failovers and re-arms: the budget as the leader keeps it). Each entry
         is read once, also by two readers at a time."""
-        last = await self.store.last_event_id()
-        kinds = ("transition", SPENT, REARMED)
-        events = await self.store.events(after=self.read_up_to, kinds=kinds, limit=10**9)
-        events = [event for event in events if (event.id or 0) > self.read_up_to]
-        self.read_up_to = max(self.read_up_to, last, *(event.id or 0 for event in events))
+        events = await self.journal.new()
         self.budget.restore(events)
         for event in events:
             if event.actor == "detector" and event.data.get("trigger") == "failover":

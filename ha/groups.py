@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +25,11 @@ from ha.commands import RECOVER_NEEDS_ACTIVE, Intent, Outcome
 from ha.groups_config import GROUP_ACTIONS, GroupConfig
 from ha.machine import RUNBOOK_STATES
 from ha.scenario import Scenario
-from ha.store import JournalEvent, Side, Store
+from ha.store import JournalCursor, JournalEvent, Side, Store
 from ha.wave import RedirectGate, set_gate
 
 log = structlog.get_logger("ha.groups")
 
-GROUP_ENTRIES = ("group_command", "group_report")
 WAVE_POLL = 0.02  # seconds between two looks at the members of a wave in flight
 
 
@@ -183,10 +182,10 @@ class GroupRunner:
         self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}  # commands driving members
         self.testing: dict[str, tuple[str, asyncio.Task[None]]] = {}  # group tests
         self.reports: dict[str, JournalEvent] = {}  # each group's latest group_report
-        # Read from the journal (read): the group commands with no report yet, by group and
-        # whether a test; on a follower, the leader's commands in progress.
+        # Read from the journal (catch_up): the group commands with no report yet, by group
+        # and whether a test; on a follower, the leader's commands in progress.
         self.unfinished: dict[tuple[str, bool], JournalEvent] = {}
-        self.read_up_to = 0  # the last journal id read
+        self.journal = JournalCursor(store, ("group_command", "group_report"))
 
     def operation(self, group: str) -> str | None:
         """The group command in progress: the one driving the members, else a test (on a
@@ -197,28 +196,18 @@ class GroupRunner:
         command = self.unfinished.get((group, False)) or self.unfinished.get((group, True))
         return str(command.data.get("action")) if command is not None else None
 
-    def read(self, events: Iterable[JournalEvent]) -> None:
-        """Take in ``group_command`` and ``group_report`` entries, in journal order, past those
-        read already: each group's latest report, and the commands not reported yet."""
-        for event in events:
-            if (event.id or 0) <= self.read_up_to:
-                continue
+    async def catch_up(self) -> None:
+        """Read the group commands and reports written since the last call: on taking charge
+        (to resume what was interrupted), and on a follower asked for its status (the leader's
+        commands in progress and reports): each group's latest report, and the commands not
+        reported yet."""
+        for event in await self.journal.new():
             key = (str(event.data.get("group")), event.data.get("action") == "test")
             if event.kind == "group_command":
                 self.unfinished[key] = event
             else:
                 self.unfinished.pop(key, None)
                 self.reports[key[0]] = event
-            self.read_up_to = event.id or 0
-
-    async def catch_up(self) -> None:
-        """Read the group entries written since the last read: on taking charge (to resume what
-        was interrupted), and on a follower asked for its status (the leader's commands in
-        progress and reports). Each entry is read once, also by two readers at a time."""
-        last = await self.store.last_event_id()
-        after = self.read_up_to
-        self.read(await self.store.events(kinds=GROUP_ENTRIES, after=after, limit=10**9))
-        self.read_up_to = max(self.read_up_to, last)
 
     def holds(self, group: str) -> bool:
         """A command drives the members: their automatic actions wait until it ends."""

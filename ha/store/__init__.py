@@ -130,3 +130,21 @@ class Store(ABC):
     @abstractmethod
     async def last_event_id(self) -> int:
         """The id of the newest event, 0 if none."""
+
+
+class JournalCursor:
+    """Reads the journal's entries of some kinds a little at a time: each call returns those
+    written since the last, oldest first, and no entry twice, also when two calls overlap (two
+    status requests on a follower at once)."""
+
+    def __init__(self, store: Store, kinds: tuple[str, ...]) -> None:
+        self.store = store
+        self.kinds = kinds
+        self.read_up_to = 0  # the last journal id read
+
+    async def new(self) -> list[JournalEvent]:
+        last = await self.store.last_event_id()
+        found = await self.store.events(after=self.read_up_to, kinds=self.kinds, limit=10**9)
+        found = [event for event in found if (event.id or 0) > self.read_up_to]
+        self.read_up_to = max(self.read_up_to, last, *(event.id or 0 for event in found))
+        return found
