@@ -18,7 +18,7 @@ from ha.api_base import DAEMON, FEED, PRINCIPAL, ROUTES, Handler, Param, Route, 
 from ha.api_feed import JournalFeed
 from ha.commands import ACTIONS
 from ha.daemon import Daemon
-from ha.groups_config import GROUP_ACTIONS
+from ha.groups_config import GROUP_BUTTONS
 from ha.metrics import METRICS, Metrics, metrics_page
 from ha.openapi import openapi_json
 from ha.reports import FORMATS, REPORTS
@@ -95,8 +95,9 @@ ROUTE_TABLE: tuple[Route, ...] = (
         "/v1/groups/{name}/{action}",
         api_commands.group_command,
         ACT,
-        "push a group's button (dry_run: the waves it would take)",
-        (Param("name", "path", "group name"), Param("action", "path", "what", GROUP_ACTIONS)),
+        "push a group's button (dry_run: the waves it would take); cancel: the command in"
+        " progress starts no other member (its body: dry_run only)",
+        (Param("name", "path", "group name"), Param("action", "path", "what", GROUP_BUTTONS)),
         "GroupCommand",
         COMMAND_ANSWERS,
     ),

@@ -17,6 +17,7 @@ from ha.commands import ACTIONS, RECOVER_NEEDS_ACTIVE, RUNBOOK_COMMANDS, Intent,
 from ha.daemon import Daemon
 from ha.format import test_plan
 from ha.groups import (
+    GroupCommand,
     command_waves,
     goal,
     group_conflict,
@@ -24,7 +25,8 @@ from ha.groups import (
     member_action,
     skip_reason,
 )
-from ha.groups_config import GROUP_ACTIONS, GroupConfig
+from ha.groups_config import GROUP_ACTIONS, GROUP_BUTTONS, GroupConfig
+from ha.machine import RUNBOOK_STATES
 from ha.runbook import Runbook
 from ha.scenario import SUPPOSABLE, Scenario
 from ha.steps import build_steps
@@ -134,9 +136,11 @@ async def group_command(request: web.Request) -> web.Response:
     group = daemon.config.group(name)
     if group is None:
         raise web.HTTPNotFound(reason=f"no group named {name!r}")
+    if action == "cancel":
+        return await _group_cancel(request, daemon, group)
     if action not in GROUP_ACTIONS:
         raise web.HTTPNotFound(
-            reason=f"no group action {action!r}; actions: {', '.join(GROUP_ACTIONS)}"
+            reason=f"no group action {action!r}; actions: {', '.join(GROUP_BUTTONS)}"
         )
     body = await _body(request, action, GROUP_BODY_FIELDS)
     active = body.get("active")
@@ -148,6 +152,36 @@ async def group_command(request: web.Request) -> web.Response:
         return web.json_response({"dry_run": True, "group": name, "action": action, "plan": plan})
     intent = Intent(action=action, scenario="", group=name, actor=actor(request), active=active)
     return await _submit(daemon, intent)
+
+
+async def _group_cancel(request: web.Request, daemon: Daemon, group: GroupConfig) -> web.Response:
+    """Cancel the group command in progress: no other member starts (dry_run: what it leaves)."""
+    body = await _json_object(request, ("dry_run",))
+    if not body.get("dry_run"):
+        intent = Intent(action="cancel", scenario="", group=group.name, actor=actor(request))
+        return await _submit(daemon, intent)
+    command = daemon.groups.cancellable(group.name)
+    if isinstance(command, str):
+        return error(409, command)
+    plan = [
+        {"wave": number, "scenario": member, "plan": shown, "acts": acts, "refused": False}
+        for number, wave in enumerate(command_waves(group, command.action), 1)
+        for member in wave
+        for shown, acts in [_left_by_cancel(daemon.scenarios[member], command)]
+    ]
+    return web.json_response(
+        {"dry_run": True, "group": group.name, "action": "cancel", "plan": plan}
+    )
+
+
+def _left_by_cancel(member: Scenario, command: GroupCommand) -> tuple[str, bool]:
+    """What a cancel leaves of a member: its report so far, its runbook in flight (finished:
+    it still moves), or the start it will not get."""
+    if member.name in command.report:
+        return command.report[member.name], False
+    if member.state in RUNBOOK_STATES:
+        return f"finishes its {member.record.runbook_kind} runbook", True
+    return "not started (cancelled)", False
 
 
 def _group_plan(

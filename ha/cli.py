@@ -11,7 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ha.cli_common import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, _config_path, _load
+from ha.cli_common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    _config_path,
+    _load,
+)
 from ha.cli_tools import (
     cmd_cluster,
     cmd_demo,
@@ -28,7 +36,9 @@ from ha.client import (
     ApiClient,
     ApiError,
     ApiUnavailable,
+    Interrupted,
     Verdict,
+    goes_on,
     group_ended,
     runbook_ended,
     test_ended,
@@ -44,6 +54,7 @@ from ha.format import (
     test_history,
     test_plan,
 )
+from ha.groups_config import GROUP_BUTTONS
 from ha.logs import configure_logging
 
 PUSH_BUTTONS = {
@@ -110,7 +121,10 @@ def cmd_push(args: argparse.Namespace) -> int:
     runbook = answer.get("runbook")
     print(f"accepted: {answer['message']}" + (f" (runbook {runbook})" if runbook else ""))
     if getattr(args, "wait", False) and runbook:
-        ok = client.follow(answer["command"], f"&runbook={runbook}", _printing(runbook_ended))
+        going_on = goes_on(args.command, scenario=args.name)
+        ok = client.follow(
+            answer["command"], f"&runbook={runbook}", _printing(runbook_ended), going_on
+        )
         return EXIT_OK if ok else EXIT_FAILED
     return EXIT_OK
 
@@ -129,7 +143,8 @@ def _test(client: ApiClient, args: argparse.Namespace) -> int:
             print(event_line(event), flush=True)
         return test_ended(event)
 
-    ok = client.follow(answer["command"], f"&scenario={args.name}", verdict)
+    going_on = goes_on("test", scenario=args.name)
+    ok = client.follow(answer["command"], f"&scenario={args.name}", verdict, going_on)
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -179,7 +194,7 @@ def cmd_group(args: argparse.Namespace) -> int:
     print(f"accepted: {answer['message']}")
     if not args.wait:
         return EXIT_OK
-    ended = group_ended(args.name)
+    ended = group_ended(args.name, cancelling=args.action == "cancel")
     group = config.group(args.name)
     members = set(group.scenarios) if group is not None else set()
 
@@ -190,7 +205,8 @@ def cmd_group(args: argparse.Namespace) -> int:
             print(event_line(event), flush=True)  # a group test: each member's result
         return ended(event)
 
-    return EXIT_OK if client.follow(answer["command"], "", verdict) else EXIT_FAILED
+    going_on = goes_on(args.action, group=args.name)
+    return EXIT_OK if client.follow(answer["command"], "", verdict, going_on) else EXIT_FAILED
 
 
 def cmd_proposals(args: argparse.Namespace) -> int:
@@ -295,12 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="actions: run, stop (protection on or off); failover, switchover (to the"
         " replicas); failback (to production); recover --active SIDE (keep that side active"
         " for every member: split or blocked members recover, the others move); test (Assured"
-        " Recovery of every member at once)",
+        " Recovery of every member at once); cancel (the command in progress starts no other"
+        " member: those in flight finish their runbooks; --dry-run shows what it leaves)",
     )
-    p.add_argument(
-        "action",
-        choices=["run", "stop", "failover", "switchover", "failback", "recover", "test"],
-    )
+    p.add_argument("action", choices=GROUP_BUTTONS)
     p.add_argument("name", help="group name")
     p.add_argument("--active", choices=["production", "replica"], help="recover: the side to keep")
     p.add_argument("--dry-run", action="store_true", help="print the waves it would take")
@@ -394,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     except ApiUnavailable as exc:
         print(f"ha: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except Interrupted as exc:
+        print(f"\nha: interrupted: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ApiError as exc:
         print(f"ha: refused ({exc.status}): {exc.reason}", file=sys.stderr)
         return EXIT_FAILED
@@ -401,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ha: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of stdout went away (`ha events | head`): stop quietly, as a shell tool
         # killed by SIGPIPE would, and keep the interpreter's last flush from failing again.

@@ -9,6 +9,7 @@ from pathlib import Path
 from ha.config import Config, load_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 def _config_path(args: argparse.Namespace) -> Path:

@@ -54,6 +54,25 @@ class Outage:
             self.since = None
 
 
+class Interrupted(HAError):
+    """Ctrl-C while the CLI followed a command: the command goes on in the daemon (the message
+    says which, and how to follow or cancel it)."""
+
+
+def goes_on(action: str, scenario: str | None = None, group: str | None = None) -> str:
+    """What an interrupted follower leaves going on in the daemon, and what to type next."""
+    if group is None:
+        what = "Assured Recovery test" if action == "test" else f"{action} runbook"
+        follow = f"ha events --scenario {scenario} --follow"
+        return f"{scenario}'s {what} goes on in the daemon (follow it: {follow})"
+    follow = f"ha events --group {group} --follow"
+    if action in ("test", "cancel"):  # nothing more to cancel
+        what = "test" if action == "test" else "cancelled command"
+        return f"group {group}'s {what} goes on in the daemon (follow it: {follow})"
+    cancel = f"start no other member: ha group cancel {group}"
+    return f"group {group}'s {action} goes on in the daemon (follow it: {follow}; {cancel})"
+
+
 class ApiError(HAError):
     def __init__(self, status: int, reason: str) -> None:
         self.status = status
@@ -149,18 +168,23 @@ class ApiClient:
             gone.over()
             return found
 
-    def follow(self, after: int, query: str, verdict: Verdict, outage: float = OUTAGE) -> bool:
+    def follow(
+        self, after: int, query: str, verdict: Verdict, going_on: str, outage: float = OUTAGE
+    ) -> bool:
         """Read journal events after ``after`` (``query``: extra filters) as they come, until
         ``verdict`` returns True (done) or False (failed) for one of them. A daemon that goes
         away meanwhile (a restart resumes the command from the journal) is asked again: see
-        Outage."""
-        while True:
-            found = self.read(f"/v1/events?after={after}&wait=30{query}", outage, timeout=45)
-            for event in found["events"]:
-                after = event["id"]
-                result = verdict(event)
-                if result is not None:
-                    return result
+        Outage. Ctrl-C raises Interrupted, saying ``going_on`` (see goes_on)."""
+        try:
+            while True:
+                found = self.read(f"/v1/events?after={after}&wait=30{query}", outage, timeout=45)
+                for event in found["events"]:
+                    after = event["id"]
+                    result = verdict(event)
+                    if result is not None:
+                        return result
+        except KeyboardInterrupt:
+            raise Interrupted(f"stopped following; {going_on}") from None
 
     def history(self, scenario: str, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
         """Every journal event of ``scenario`` of these kinds, oldest first."""
@@ -204,12 +228,14 @@ def test_ended(event: dict[str, Any]) -> bool | None:
     return None
 
 
-def group_ended(group: str) -> Verdict:
-    """The verdict on a group command's events: its report, ok or not."""
+def group_ended(group: str, cancelling: bool = False) -> Verdict:
+    """The verdict on a group command's events: its report, ok or not (``cancelling``: ok too
+    when it ended cancelled, as asked)."""
 
     def verdict(event: dict[str, Any]) -> bool | None:
         if event["kind"] == "group_report" and event["data"].get("group") == group:
-            return bool(event["data"]["ok"])
+            cancelled = cancelling and event["data"].get("ended") == "cancelled"
+            return bool(event["data"]["ok"]) or cancelled
         return None
 
     return verdict

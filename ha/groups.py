@@ -3,7 +3,9 @@
 A group command is a background task that never acts itself: it hands each member's command to
 the daemon's loop as an intent, waits until every member of the wave reached its goal (active and
 healthy on the new side), and only then starts the next wave. A member that fails stops the waves
-after it; the group report says, member by member, what happened and what did not.
+after it; the group report says, member by member, what happened and what did not. A command
+cancelled by an operator starts no other member: the members in flight finish their runbooks
+(never half-done), and the report says which ones it did not start.
 
 A group test asks for every member's Assured Recovery test at once (the daemon runs at most
 ``recovery_tests.max_concurrent`` at a time; each rehearsal reverts its replica, so there is no
@@ -162,6 +164,8 @@ class GroupCommand:
     actor: str
     active: Side | None = None
     report: dict[str, str] = field(default_factory=dict)
+    cancelled_by: str | None = None  # who cancelled it: no other member starts
+    held_back: set[str] = field(default_factory=set)  # members not started for the cancel
 
 
 class GroupRunner:
@@ -179,20 +183,21 @@ class GroupRunner:
         self.submit = submit
         self.store = store
         self.tests = tests  # the daemon's current RecoveryTests (made again on taking charge)
-        self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}  # commands driving members
-        self.testing: dict[str, tuple[str, asyncio.Task[None]]] = {}  # group tests
+        self.running: dict[str, tuple[GroupCommand, asyncio.Task[None]]] = {}  # driving members
+        self.testing: dict[str, tuple[GroupCommand, asyncio.Task[None]]] = {}  # group tests
         self.reports: dict[str, JournalEvent] = {}  # each group's latest group_report
         # Read from the journal (catch_up): the group commands with no report yet, by group
         # and whether a test; on a follower, the leader's commands in progress.
         self.unfinished: dict[tuple[str, bool], JournalEvent] = {}
-        self.journal = JournalCursor(store, ("group_command", "group_report"))
+        self.cancels: dict[str, JournalEvent] = {}  # of the unfinished command driving a group
+        self.journal = JournalCursor(store, ("group_command", "group_cancel", "group_report"))
 
     def operation(self, group: str) -> str | None:
         """The group command in progress: the one driving the members, else a test (on a
         follower: the leader's, as the journal says)."""
         entry = self.running.get(group) or self.testing.get(group)
         if entry is not None:
-            return entry[0]
+            return entry[0].action
         command = self.unfinished.get((group, False)) or self.unfinished.get((group, True))
         return str(command.data.get("action")) if command is not None else None
 
@@ -205,9 +210,13 @@ class GroupRunner:
             key = (str(event.data.get("group")), event.data.get("action") == "test")
             if event.kind == "group_command":
                 self.unfinished[key] = event
+            elif event.kind == "group_cancel":
+                self.cancels[key[0]] = event
             else:
                 self.unfinished.pop(key, None)
                 self.reports[key[0]] = event
+                if not key[1]:
+                    self.cancels.pop(key[0], None)
 
     def holds(self, group: str) -> bool:
         """A command drives the members: their automatic actions wait until it ends."""
@@ -219,13 +228,27 @@ class GroupRunner:
         entry = self.running.get(group)
         if action == "test":
             entry = entry or self.testing.get(group)
-        return entry[0] if entry else None
+        return entry[0].action if entry else None
+
+    def cancellable(self, group: str) -> GroupCommand | str:
+        """The command driving the group's members, which ``cancel`` would stop from starting
+        any other member; or why there is nothing to cancel."""
+        entry = self.running.get(group)
+        if entry is None:
+            test = (
+                " (a group test is: each rehearsal ends by itself)" if group in self.testing else ""
+            )
+            return f"no group command in progress for {group}{test}"
+        command = entry[0]
+        if command.cancelled_by is not None:
+            return f"group {group}: its {command.action} was cancelled by {command.cancelled_by}"
+        return command
 
     def start(self, command: GroupCommand) -> None:
         name = command.group.name
         table = self.testing if command.action == "test" else self.running
         task = asyncio.create_task(self._run(command))
-        table[name] = (command.action, task)
+        table[name] = (command, task)
         task.add_done_callback(lambda _: table.pop(name, None))
 
     async def close(self) -> None:
@@ -254,18 +277,23 @@ class GroupRunner:
                 for name in wave:
                     command.report[name] = "not started: an earlier wave failed"
                 continue
-            await self._journal(command, "group_wave", f"wave {number}: {', '.join(wave)}")
+            if command.cancelled_by is None:
+                await self._journal(command, "group_wave", f"wave {number}: {', '.join(wave)}")
             failed = not await self._wave(command, wave)
-        word = "failed" if failed else "done"
+        word = "failed" if failed else "cancelled" if command.held_back else "done"
         summary = "; ".join(f"{name}: {what}" for name, what in command.report.items())
+        ok = not failed and not command.held_back
+        extra = {"cancelled_by": command.cancelled_by} if command.cancelled_by else {}
         await self._journal(
             command,
             "group_report",
             f"{command.action} {word}: {summary}",
-            ok=not failed,
+            ok=ok,
+            ended=word,
             members=command.report,
+            **extra,
         )
-        log.info("group command ended", group=command.group.name, ok=not failed)
+        log.info("group command ended", group=command.group.name, ok=ok)
 
     async def _wave(self, command: GroupCommand, wave: list[str]) -> bool:
         """Start every member of the wave, then wait until each reached its goal; False if one
@@ -309,6 +337,9 @@ class GroupRunner:
             return None  # its runbook leads there (resumed after a restart, or its own): wait
         if skip is None and command.actor == "detector":
             skip = operator_has(scenario)
+        if skip is None and command.cancelled_by is not None:
+            skip = f"not started: cancelled by {command.cancelled_by}"
+            command.held_back.add(name)
         if skip is not None:
             command.report[name] = skip
             return True

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ha.autopilot import new_runbook_id
 from ha.commands import RUNBOOK_COMMANDS, Intent, Outcome, conflict
 from ha.groups import GroupCommand, group_conflict
+from ha.machine import RUNBOOK_STATES
 from ha.store import JournalEvent
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ async def apply_intent(daemon: Daemon, intent: Intent) -> None:
 async def _apply_group_intent(daemon: Daemon, intent: Intent) -> None:
     group = daemon.config.group(str(intent.group))
     assert group is not None  # the API checked it
+    if intent.action == "cancel":
+        await _cancel_group(daemon, group.name, intent)
+        return
     why_not = group_conflict(daemon, group.name, intent.action, intent.active)
     if why_not is not None:
         outcome = Outcome("conflict", why_not)
@@ -105,6 +109,37 @@ async def _apply_group_intent(daemon: Daemon, intent: Intent) -> None:
         )
     if not intent.future.done():
         intent.future.set_result(outcome)
+
+
+async def _cancel_group(daemon: Daemon, name: str, intent: Intent) -> None:
+    """Stop the group command from starting any other member; those in flight finish."""
+    command = daemon.groups.cancellable(name)
+    if isinstance(command, str):
+        outcome = Outcome("conflict", command)
+    else:
+        command.cancelled_by = intent.actor
+        message = f"group {name}: {command.action} cancelled: {in_flight(daemon, command)}"
+        event = await daemon.store.append(
+            JournalEvent(
+                kind="group_cancel",
+                message=message,
+                actor=intent.actor,
+                data={"group": name, "action": command.action},
+            )
+        )
+        outcome = Outcome("accepted", message, command=event.id)
+    if not intent.future.done():
+        intent.future.set_result(outcome)
+
+
+def in_flight(daemon: Daemon, command: GroupCommand) -> str:
+    """What a cancel leaves to finish: the members whose runbook is in flight."""
+    moving = [
+        f"{name} finishes its {daemon.scenarios[name].record.runbook_kind}"
+        for name in command.group.scenarios
+        if daemon.scenarios[name].state in RUNBOOK_STATES
+    ]
+    return "no other member starts" + "".join(f"; {what}" for what in moving)
 
 
 async def journal_group_start(daemon: Daemon, command: GroupCommand, reason: str) -> JournalEvent:

@@ -99,11 +99,13 @@ async def resume_runbooks(daemon: Daemon, why: str) -> None:
 async def resume_groups(daemon: Daemon, why: str) -> None:
     """Group commands that a restart or a change of leader interrupted (a ``group_command``
     with no ``group_report`` after it) start again: members already at their goal are skipped,
-    a member whose runbook resumed above is waited for, the later waves follow. An interrupted
-    group test ends with its report instead: the restart rolled each rehearsal back. (A
+    a member whose runbook resumed above is waited for, the later waves follow (a cancelled
+    command starts no other member). An interrupted group test ends with its report instead:
+    the restart rolled each rehearsal back. (A
     follower has read the journal's group entries as it went: only the rest is read.)"""
     await daemon.groups.catch_up()
     unfinished, daemon.groups.unfinished = daemon.groups.unfinished, {}
+    cancels, daemon.groups.cancels = daemon.groups.cancels, {}
     for (name, test), event in unfinished.items():
         group, action = daemon.config.group(name), str(event.data.get("action"))
         active = event.data.get("active")
@@ -117,15 +119,19 @@ async def resume_groups(daemon: Daemon, why: str) -> None:
                 )
             )
             continue
+        cancel = cancels.get(name)
+        cancelled_by = cancel.actor if cancel is not None else None
+        cancelled = f"; cancelled by {cancelled_by}: no other member starts" if cancel else ""
         await daemon.store.append(
             JournalEvent(
                 kind="group_resumed",
-                message=f"group {name}: resuming {action} (command #{event.id}) {why}",
+                message=f"group {name}: resuming {action} (command #{event.id}) {why}{cancelled}",
                 actor=event.actor,
                 data={"group": name, "action": action, "command": event.id},
             )
         )
-        daemon.groups.start(GroupCommand(group, action, event.actor, active))
+        command = GroupCommand(group, action, event.actor, active, cancelled_by=cancelled_by)
+        daemon.groups.start(command)
 
 
 async def lead(daemon: Daemon, cluster: Cluster) -> bool:

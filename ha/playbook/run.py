@@ -9,10 +9,20 @@ uses before it runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from ha.client import ApiClient, ApiError, Verdict, group_ended, runbook_ended, test_ended
+from ha.client import (
+    ApiClient,
+    ApiError,
+    Interrupted,
+    Verdict,
+    goes_on,
+    group_ended,
+    runbook_ended,
+    test_ended,
+)
 from ha.format import members_line
 from ha.playbook.expr import ExpressionError, evaluate, fill
 from ha.playbook.model import Play, Playbook, Task
@@ -66,7 +76,8 @@ class Runner:
         self.say(f"PLAY [{play.name}]")
         for task in play.tasks:
             try:
-                self._task(play, task, names)
+                with self._interruptible(play, task):
+                    self._task(play, task, names)
             except (TaskFailed, ApiError, ExpressionError) as exc:
                 self.say(f"  failed: {exc}")
                 if task.on_failure == "continue":
@@ -75,11 +86,28 @@ class Runner:
                     self.say(f"ROLLBACK [{play.name}]")
                     for undo in play.rollback:
                         try:
-                            self._task(play, undo, names)
+                            with self._interruptible(play, undo, rollback=True):
+                                self._task(play, undo, names)
                         except (TaskFailed, ApiError, ExpressionError) as again:
                             self.say(f"  failed: {again}")
                 return False
         return True
+
+    @contextmanager
+    def _interruptible(self, play: Play, task: Task, rollback: bool = False) -> Iterator[None]:
+        """Ctrl-C: say at which task the playbook stopped, what goes on in the daemon (the
+        command that task asked for), and that nothing after it ran (no rollback either)."""
+        try:
+            yield
+        except (Interrupted, KeyboardInterrupt) as exc:
+            going_on = f": {exc}" if isinstance(exc, Interrupted) else ""
+            which = "rollback task" if rollback else "task"
+            rest = " (nor the rollback)" if play.rollback and not rollback else ""
+            changed = "; --check: nothing was changed" if self.check else ""
+            raise Interrupted(
+                f"{which} [{task.name}] of play [{play.name}]{going_on};"
+                f" the {which}s after it did not run{rest}{changed}"
+            ) from None
 
     def _task(self, play: Play, task: Task, names: dict[str, Any]) -> None:
         try:
@@ -149,7 +177,8 @@ class Runner:
                 ended.update(event)
             return result
 
-        if not self.client.follow(answer["command"], query, seen):
+        going_on = goes_on(task.action, scenario=scenario, group=group)
+        if not self.client.follow(answer["command"], query, seen, going_on):
             raise TaskFailed(
                 f"{task.action} of {group or scenario} did not complete: {ended['message']}"
             )

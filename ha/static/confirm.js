@@ -16,6 +16,7 @@ const SAYS = {
   pause: "Maintenance: keep checking and reporting, take no automatic action.",
   resume: "End maintenance: automatic actions again.",
   test: "Assured Recovery: rehearse recovery on the replica now, without touching production.",
+  cancel: "Cancel the group command in progress: no other member starts; those in flight finish their runbooks.",
 };
 
 const $ = (id) => document.getElementById(id);
@@ -84,7 +85,10 @@ export function confirmCommand(target, done) {
   $("confirm-force").checked = false;
   $("confirm-side").onchange = () => dryRun(target);
   $("confirm-force").onchange = () => dryRun(target);
-  $("confirm-go").textContent = `Confirm ${target.action}`;
+  // A cancel dialog must not offer "Cancel" next to "Confirm cancel": say what each does.
+  const cancelling = target.action === "cancel";
+  $("confirm-go").textContent = cancelling ? "Start no other member" : `Confirm ${target.action}`;
+  $("confirm-cancel").textContent = cancelling ? "Let it go on" : "Cancel";
   dialog.onclose = async () => {
     if (dialog.returnValue !== "go") return;
     try {

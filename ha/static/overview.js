@@ -18,9 +18,15 @@ function scenarioRow(s) {
   );
 }
 
+// Cancel only while a command drives the members (a test drives none: it ends by itself).
+function offered(g, action) {
+  const driving = g.state.endsWith(" in progress") && !g.state.startsWith("test ");
+  return action !== "cancel" || driving;
+}
+
 function groupRow(ctx, g) {
   const buttons = ctx.canAct()
-    ? ctx.groupActions.map((action) =>
+    ? ctx.groupActions.filter((action) => offered(g, action)).map((action) =>
         h("button", {
           type: "button",
           class: `action action-${action}`,

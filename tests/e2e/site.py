@@ -322,6 +322,25 @@ class Fleet(DaemonRunner):
     def fenced(self, machine: str) -> bool:
         return (self.dir / f"{machine}.off").exists()
 
+    def gate(self, name: str) -> dict[str, Any]:
+        """Hooks that hold ``name``'s failovers and switchovers at their first step until
+        open_gate (for ``hooks=``)."""
+        wait = f"test {{name}} != {name} || until test -e {self.dir}/gate; do sleep 0.05; done"
+        return {"pre_failover": [{"name": "gate", "command": ["sh", "-c", wait], "timeout": "30s"}]}
+
+    def open_gate(self) -> None:
+        (self.dir / "gate").touch()
+
+    def wait_runbook(self, name: str) -> None:
+        """Until a runbook of ``name`` started a step."""
+        self.wait_until(
+            lambda: any(
+                e["kind"] == "step_started" and e["scenario"] == name for e in self.journal()
+            ),
+            10,
+            f"{name}'s runbook started",
+        )
+
     def write_config(
         self,
         safety: dict[str, Any] | None = None,

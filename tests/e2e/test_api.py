@@ -14,7 +14,7 @@ import pytest
 from ha.api import ROUTE_TABLE
 from ha.api_commands import BODY_FIELDS, GROUP_BODY_FIELDS
 from ha.commands import ACTIONS
-from ha.groups_config import GROUP_ACTIONS
+from ha.groups_config import GROUP_BUTTONS
 from tests.e2e.api_site import ApiFleet
 
 GROUPS = [{"name": "pair", "scenarios": ["s1", "s2"], "ordered": True}]
@@ -49,7 +49,7 @@ def test_the_openapi_document_lists_every_route(fleet: ApiFleet) -> None:
     assert sorted(group_body["properties"]) == sorted(GROUP_BODY_FIELDS)
     group = doc["paths"]["/v1/groups/{name}/{action}"]["post"]
     assert next(p for p in group["parameters"] if p["name"] == "action")["schema"]["enum"] == list(
-        GROUP_ACTIONS
+        GROUP_BUTTONS
     )
     assert doc["paths"]["/v1/status"]["get"]["x-role"] == "viewer"
     assert doc["paths"]["/"]["get"]["security"] == []

@@ -47,6 +47,9 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
             context.close()
 
 
+PAIR = [{"name": "pair", "scenarios": ["s1", "s2"], "ordered": True}]
+
+
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[ApiFleet]:
     fleet = ApiFleet(tmp_path, 2)
@@ -57,9 +60,7 @@ def fleet(tmp_path: Path) -> Iterator[ApiFleet]:
             "get": ["sh", "-c", f"cat {active} 2>/dev/null || true"],
         }
         fleet.write_config(
-            failover={"mode": "manual"},
-            groups=[{"name": "pair", "scenarios": ["s1", "s2"], "ordered": True}],
-            redirect=[{"script": slow_redirect}],
+            failover={"mode": "manual"}, groups=PAIR, redirect=[{"script": slow_redirect}]
         )
         fleet.start_daemon()
         yield fleet
@@ -160,3 +161,38 @@ def test_a_group_command_shows_a_member_it_would_refuse_before_it_is_sent(
     )
     page.screenshot(path=tmp_path / "confirm-group.png")
     assert fleet.state("s1") == ("running", "production")
+
+
+def test_a_group_command_in_progress_is_cancelled_from_its_row(
+    browser: BrowserContext, fleet: ApiFleet, tmp_path: Path
+) -> None:
+    fleet.stop_daemon()
+    fleet.write_config(failover={"mode": "manual"}, groups=PAIR, hooks=fleet.gate("s1"))
+    fleet.start_daemon()
+    page = browser.new_page()
+    log_in(page, fleet, fleet.operator)
+    row = page.locator("tr[data-group=pair]")
+    expect(row.locator(".state")).to_have_text("protected")
+    expect(row.locator("button[data-action=cancel]")).to_have_count(0)  # nothing to cancel
+    assert fleet.call("POST", "/v1/groups/pair/failover", {}).status == 202
+    fleet.wait_runbook("s1")
+    expect(row.locator(".state")).to_have_text("failover in progress", timeout=10_000)
+    row.locator("button[data-action=cancel]").click()
+    dialog = page.locator("#confirm")
+    expect(dialog.locator("#confirm-title")).to_have_text("cancel group pair?")
+    expect(dialog.locator("#confirm-steps li[data-scenario=s1]")).to_have_text(
+        "wave 1: s1 finishes its failover runbook"
+    )
+    expect(dialog.locator("#confirm-steps li[data-scenario=s2]")).to_have_text(
+        "wave 2: s2 not started (cancelled)"
+    )
+    page.screenshot(path=tmp_path / "confirm-cancel.png")
+    page.click("#confirm-go")
+    expect(page.locator(".toast, #toast")).to_contain_text(
+        "accepted: group pair: failover cancelled: no other member starts; s1 finishes its failover"
+    )
+    fleet.open_gate()
+    expect(row.locator(".state")).to_have_text("degraded", timeout=10_000)
+    expect(row.locator(".report")).to_contain_text("failover cancelled: s1: switched")
+    expect(row.locator("button[data-action=cancel]")).to_have_count(0)
+    assert fleet.state("s2") == ("running", "production")

@@ -209,6 +209,80 @@ def test_a_group_failover_interrupted_by_a_restart_goes_on_after_it(fleet: Fleet
     assert finished_at(fleet, "s1") < started_at(fleet, "s2")  # still wave by wave
 
 
+def test_a_cancelled_group_failover_starts_no_other_member_also_after_a_restart(
+    fleet: Fleet,
+) -> None:
+    fleet.write_config(groups=ORDERED, hooks=fleet.gate("s1"))
+    fleet.start_daemon()
+    refused = fleet.ha("group", "cancel", "farm")
+    assert refused.returncode == 1
+    assert refused.stderr == "ha: refused (409): no group command in progress for farm\n"
+    assert fleet.ha("group", "failover", "farm").returncode == 0
+    fleet.wait_runbook("s1")
+
+    plan = fleet.ha("group", "cancel", "farm", "--dry-run").stdout.splitlines()
+    assert plan == [
+        "dry run: group cancel farm would, wave by wave:",
+        "  wave 1: s1: finishes its failover runbook",
+        "  wave 2: s2: not started (cancelled)",
+        "  wave 3: s3: not started (cancelled)",
+    ]
+    assert fleet.api("POST", "/v1/groups/farm/cancel", {"active": "replica"})[0] == 422
+    cancelled = fleet.ha("group", "cancel", "farm")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout == (
+        "accepted: group farm: failover cancelled: no other member starts;"
+        " s1 finishes its failover\n"
+    )
+    again = fleet.ha("group", "cancel", "farm")
+    assert "group farm: its failover was cancelled by api:local:" in again.stderr
+
+    fleet.stop_daemon(signal.SIGKILL)  # the cancel is in the journal: a restart keeps it
+    fleet.start_daemon()
+    fleet.open_gate()
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 15, "the report"
+    )
+    resumed = next(e for e in fleet.journal() if e["kind"] == "group_resumed")
+    assert "; cancelled by api:local:" in resumed["message"]
+    assert resumed["message"].endswith(": no other member starts")
+    ended = report(fleet)
+    assert ended["ok"] is False
+    assert ended["ended"] == "cancelled"
+    assert ended["members"]["s1"] == "switched, replica active"
+    for name in ("s2", "s3"):
+        assert ended["members"][name].startswith("not started: cancelled by api:local:")
+        assert fleet.state(name) == ("running", "production")
+    assert fleet.state("s1") == ("switched", "replica")
+    assert "last command (#" in fleet.ha("status").stdout  # degraded: the report is shown
+
+
+def test_ctrl_c_stops_following_not_the_group_command_and_says_so(fleet: Fleet) -> None:
+    fleet.write_config(groups=ORDERED, hooks=fleet.gate("s1"))
+    fleet.start_daemon()
+    argv = [sys.executable, "-m", "ha", "group", "failover", "farm", "--wait"]
+    with subprocess.Popen(
+        [*argv, "-c", str(fleet.config_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as following:
+        try:
+            fleet.wait_runbook("s1")
+            following.send_signal(signal.SIGINT)
+            _, err = following.communicate(timeout=10)
+        finally:
+            following.kill()
+    assert following.returncode == 130
+    assert err.decode() == (
+        "\nha: interrupted: stopped following; group farm's failover goes on in the daemon"
+        " (follow it: ha events --group farm --follow; start no other member:"
+        " ha group cancel farm)\n"
+    )
+    fleet.open_gate()
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 15, "the report"
+    )
+    assert report(fleet)["ok"] is True
+
+
 def test_group_failback_and_run_stop(fleet: Fleet) -> None:
     fleet.write_config(groups=ORDERED)
     fleet.start_daemon()

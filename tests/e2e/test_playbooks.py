@@ -301,3 +301,50 @@ def test_a_playbook_waits_on_through_a_restart_of_the_daemon(farm: Fleet, tmp_pa
     assert "  group farm is switched (s1 switched, s2 switched, s3 switched)" in out
     assert "cannot reach the daemon" in err
     assert "ha: the daemon answers again" in err
+
+
+MOVE = """\
+- name: Move the farm
+  tasks:
+    - name: Switch the farm over
+      switchover: {group: farm}
+      on_failure: rollback
+    - name: Then wait
+      wait: 1s
+  rollback:
+    - name: Back
+      failback: {group: farm}
+"""
+
+
+def test_ctrl_c_says_where_the_playbook_stopped_and_what_goes_on(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    fleet.write_config(groups=GROUPS, hooks=fleet.gate("s1"))
+    fleet.start_daemon()
+    playbook = tmp_path / "move.yaml"
+    playbook.write_text(MOVE)
+    argv = [sys.executable, "-m", "ha", "play", str(playbook), "-c", str(fleet.config_path)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as play:
+        try:
+            fleet.wait_runbook("s1")
+            play.send_signal(signal.SIGINT)
+            out, err = play.communicate(timeout=10)
+        finally:
+            play.kill()
+    assert play.returncode == 130
+    assert out.splitlines() == [
+        "PLAY [Move the farm]",
+        "TASK [Switch the farm over]",
+        "  group farm: switchover started",
+    ]
+    assert err == (
+        "\nha: interrupted: task [Switch the farm over] of play [Move the farm]: stopped"
+        " following; group farm's switchover goes on in the daemon (follow it: ha events"
+        " --group farm --follow; start no other member: ha group cancel farm); the tasks after"
+        " it did not run (nor the rollback)\n"
+    )
+    fleet.open_gate()
+    fleet.wait_until(lambda: "group farm: switched" in fleet.ha("status").stdout, 15, "switched")
+    commands = [e["data"]["action"] for e in fleet.journal() if e["kind"] == "group_command"]
+    assert commands == ["switchover"]  # no rollback
