@@ -333,6 +333,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="dry run: print every step, change nothing")
     p.add_argument("--yes", action="store_true", help="answer yes to every pause task")
     p.add_argument(
+        "--start-at-task",
+        metavar="NAME",
+        help="begin at the task of this name (the tasks before it do not run)",
+    )
+    p.add_argument(
+        "--list-tasks",
+        action="store_true",
+        help="print each play's tasks (and rollback), one line each; run nothing",
+    )
+    p.add_argument(
         "-e",
         "--extra",
         action="append",

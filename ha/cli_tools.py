@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -65,9 +66,13 @@ def cmd_play(args: argparse.Namespace) -> int:
     from ha.playbook.run import Runner
 
     playbook = load_playbook(args.file)
+    if args.list_tasks:
+        print("\n".join(playbook.task_lines()))
+        return EXIT_OK
+    start = playbook.start_of(args.start_at_task) if args.start_at_task is not None else (0, 0)
     extra = dict(args.extra)
     client = ApiClient(_load(args))
-    unknown = preflight.problems(playbook, extra, client.request("GET", "/v1/status"))
+    unknown = preflight.problems(playbook, extra, client.request("GET", "/v1/status"), start)
     if unknown:
         raise ConfigError(with_lines(args.file, unknown))
     runner = Runner(
@@ -77,7 +82,13 @@ def cmd_play(args: argparse.Namespace) -> int:
         say=lambda line: print(line, flush=True),
         ask=_confirm,
     )
-    return EXIT_OK if runner.run(playbook, extra) else EXIT_FAILED
+    if runner.run(playbook, extra, start):
+        return EXIT_OK
+    stopped = runner.stopped_at
+    if stopped is not None and not args.check:
+        again = f"ha play {shlex.quote(str(args.file))} --start-at-task {shlex.quote(stopped.name)}"
+        print(f"to go on from the failed task once its cause is fixed: {again}", flush=True)
+    return EXIT_FAILED
 
 
 def _confirm(prompt: str) -> bool:

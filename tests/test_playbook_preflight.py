@@ -90,3 +90,82 @@ def test_e_takes_name_equals_value_only(
         main(["play", str(tmp_path / "any.yaml"), "-e", given])
     assert exited.value.code == 2
     assert f"argument -e/--extra: expected NAME=VALUE, got {given!r}" in capsys.readouterr().err
+
+
+def test_start_at_task_checks_only_what_runs_and_names_a_skipped_register(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "move.yaml"
+    path.write_text(PLAYBOOK)
+    playbook = load_playbook(path)
+    start = playbook.start_of("Reads it afterwards, and names what only the run knows")
+    assert start == (0, 3)
+    found = problems(playbook, {"which": "farm"}, STATUS, start)
+    assert found == [  # the typo in task 0 and the early read in task 1 do not run
+        (
+            "plays[0].tasks[3].when",
+            "no variable 'moved': task [Registers it] registers it, but --start-at-task skips"
+            " that task",
+        ),
+        (
+            "plays[0].tasks[3].wait_for.scenario",
+            "no variable 'moved': task [Registers it] registers it, but --start-at-task skips"
+            " that task",
+        ),
+        (
+            "plays[0].tasks[4].wait_for.check",
+            "web01 has no check 'db' on its production side; its checks: http",
+        ),
+        (
+            "plays[0].tasks[5].pause.prompt",
+            "{{ __import__('os') }}: call is not allowed in an expression",
+        ),
+        (
+            "plays[0].rollback[0].recover.scenario",
+            "no variable 'moved': task [Registers it] registers it, but --start-at-task skips"
+            " that task",
+        ),
+    ]
+
+
+def test_start_at_a_task_the_playbook_lacks_lists_its_tasks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "move.yaml"
+    path.write_text(
+        PLAYBOOK.replace("Reads it afterwards, and names what only the run knows", "Then")
+    )
+    code = main(["play", str(path), "--start-at-task", "then", "-c", str(tmp_path / "none.yaml")])
+    assert code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{path}: invalid playbook"
+    assert err[1].startswith(
+        "  --start-at-task: no task named 'then'; its tasks: [Typo in a variable], [Reads a result"
+    )
+    assert err[1].endswith(
+        "[Then], [A check the replica has, and one only production lacks],"
+        " [Not an expression a playbook may use], [Set with -e]"
+    )
+
+
+def test_list_tasks_prints_each_task_in_a_line_and_asks_no_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "move.yaml"
+    path.write_text(PLAYBOOK)
+    assert main(["play", str(path), "--list-tasks", "-c", str(tmp_path / "none.yaml")]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "PLAY [Move]",
+        "  TASK [Typo in a variable] failover scenario='{{ tagret }}'",
+        "  TASK [Reads a result before it is registered] wait_for scenario=web01 state=switched"
+        " when=moved.ok",
+        "  TASK [Registers it] switchover scenario='{{ target }}' register=moved",
+        "  TASK [Reads it afterwards, and names what only the run knows] wait_for"
+        " scenario='{{ moved.scenario }}' state=switched when=moved.ok",
+        "  TASK [A check the replica has, and one only production lacks] wait_for scenario=web01"
+        " check=db side=production",
+        "  TASK [Not an expression a playbook may use] pause prompt=\"{{ __import__('os') }}\"",
+        "  TASK [Set with -e] test group='{{ which }}'",
+        "  ROLLBACK TASK [A rollback may read any task's result] recover"
+        " scenario='{{ moved.scenario }}' active=production",
+    ]

@@ -7,6 +7,7 @@ tasks; a task has a ``name``, exactly one action, and optionally ``when``, ``reg
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ha.config_errors import format_validation_error
-from ha.duration import Duration
+from ha.duration import Duration, format_duration
 from ha.errors import ConfigError
 from ha.groups_config import GROUP_STATES
 from ha.machine import STATES
@@ -131,6 +132,26 @@ class Task(Model):
     def action(self) -> str:
         return next(name for name in ACTIONS if getattr(self, name) is not None)
 
+    def summary(self) -> str:
+        """The task in one line, as the file says it (``ha play --list-tasks``)."""
+        value = getattr(self, self.action)
+        if isinstance(value, Model):
+            fields = value.model_dump(exclude_defaults=True)  # durations as written: 10m
+        else:
+            fields = {"for": format_duration(value)}
+        fields.update(when=self.when, register=self.register_as)
+        if self.on_failure != "stop":
+            fields["on_failure"] = self.on_failure
+        return " ".join(
+            [self.action]
+            + [f"{key}={_shown(str(v))}" for key, v in fields.items() if v is not None]
+        )
+
+
+def _shown(value: str) -> str:
+    """A value as ``--list-tasks`` shows it: quoted when it has spaces or quotes."""
+    return repr(value) if re.search(r"[\s'\"]", value) else value
+
 
 class Play(Model):
     name: str
@@ -141,6 +162,25 @@ class Play(Model):
 
 class Playbook(BaseModel):
     plays: list[Play]
+
+    def task_lines(self) -> list[str]:
+        """Every play and its tasks, in order, one line each (``ha play --list-tasks``)."""
+        lines = []
+        for play in self.plays:
+            lines.append(f"PLAY [{play.name}]")
+            lines += [f"  TASK [{task.name}] {task.summary()}" for task in play.tasks]
+            lines += [f"  ROLLBACK TASK [{task.name}] {task.summary()}" for task in play.rollback]
+        return lines
+
+    def start_of(self, name: str) -> tuple[int, int]:
+        """Where ``--start-at-task NAME`` starts: the first task (not a rollback's) of that
+        name, as (play, task). Raises ConfigError listing the task names."""
+        for p, play in enumerate(self.plays):
+            for t, task in enumerate(play.tasks):
+                if task.name == name:
+                    return p, t
+        names = ", ".join(f"[{task.name}]" for play in self.plays for task in play.tasks)
+        raise ConfigError([("--start-at-task", f"no task named {name!r}; its tasks: {names}")])
 
 
 def _lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:

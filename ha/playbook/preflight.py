@@ -20,10 +20,14 @@ SIDES = ("production", "replica")
 
 
 def problems(
-    playbook: Playbook, extra: Mapping[str, Any], status: Mapping[str, Any]
+    playbook: Playbook,
+    extra: Mapping[str, Any],
+    status: Mapping[str, Any],
+    start: tuple[int, int] = (0, 0),
 ) -> list[tuple[str, str]]:
     """Each (field path, message) of ``playbook`` naming something unset or unknown;
-    ``status`` is the daemon's answer to ``GET /v1/status``."""
+    ``status`` is the daemon's answer to ``GET /v1/status``. ``start`` (play, task: from
+    --start-at-task): the tasks before it do not run, so they register nothing."""
     checks = {
         s["name"]: {side: {c["check"] for c in s[side]["checks"]} for side in SIDES}
         for s in status["scenarios"]
@@ -31,13 +35,20 @@ def problems(
     groups = {g["name"] for g in status["groups"]}
     found = []
     for p, play in enumerate(playbook.plays):
+        if p < start[0]:
+            continue
+        first = start[1] if p == start[0] else 0
+        skipped = {t.register_as: t.name for t in play.tasks[:first] if t.register_as}
         names = {**play.vars, **extra}
-        registered = {task.register_as for task in play.tasks if task.register_as}
-        for part, tasks in (("tasks", play.tasks), ("rollback", play.rollback)):
+        registered = {task.register_as for task in play.tasks[first:] if task.register_as}
+        for part, tasks, offset in (
+            ("tasks", play.tasks[first:], first),
+            ("rollback", play.rollback, 0),
+        ):
             known = set(names) | (registered if part == "rollback" else set())
-            for t, task in enumerate(tasks):
+            for t, task in enumerate(tasks, offset):
                 for field, message in [
-                    *_unset(task, known),
+                    *_unset(task, known, skipped),
                     *_unknown(task, names, checks, groups),
                 ]:
                     found.append((f"plays[{p}].{part}[{t}].{field}", message))
@@ -46,9 +57,9 @@ def problems(
     return found
 
 
-def _unset(task: Task, known: set[str]) -> list[tuple[str, str]]:
+def _unset(task: Task, known: set[str], skipped: Mapping[str, str]) -> list[tuple[str, str]]:
     """Where the task reads a variable that nothing sets before it runs, or an expression that
-    is not allowed."""
+    is not allowed. ``skipped``: the variables that tasks --start-at-task skips register."""
     target = getattr(task, task.action)
     texts = {"name": task.name, "when": task.when}
     for field in ("scenario", "group", "check", "prompt"):
@@ -66,8 +77,11 @@ def _unset(task: Task, known: set[str]) -> list[tuple[str, str]]:
             found += [
                 (
                     field,
-                    f"no variable {name!r}: set it in the play's vars, with -e {name}=..., or"
-                    " register it in an earlier task",
+                    f"no variable {name!r}: task [{skipped[name]}] registers it, but"
+                    " --start-at-task skips that task"
+                    if name in skipped
+                    else f"no variable {name!r}: set it in the play's vars, with -e"
+                    f" {name}=..., or register it in an earlier task",
                 )
                 for name in unset
             ]

@@ -68,13 +68,27 @@ class Runner:
         # --check: the state the tasks before would have left each scenario in, so that a
         # failback after a switchover is judged on a switched scenario (the API's as_if).
         self.supposed: dict[str, str] = {}
+        # The task that failed and stopped the playbook with nothing rolled back: a run with
+        # --start-at-task may go on from it.
+        self.stopped_at: Task | None = None
 
-    def run(self, playbook: Playbook, extra: dict[str, Any]) -> bool:
-        return all(self._play(play, {**play.vars, **extra}) for play in playbook.plays)
+    def run(
+        self, playbook: Playbook, extra: dict[str, Any], start: tuple[int, int] = (0, 0)
+    ) -> bool:
+        """Run the plays from ``start`` (play, task: --start-at-task) on; False once a task
+        fails whose on_failure is not continue."""
+        first_play, first_task = start
+        for number, play in enumerate(playbook.plays[first_play:], first_play):
+            skip = first_task if number == first_play else 0
+            if not self._play(play, {**play.vars, **extra}, skip):
+                return False
+        return True
 
-    def _play(self, play: Play, names: dict[str, Any]) -> bool:
+    def _play(self, play: Play, names: dict[str, Any], skip: int = 0) -> bool:
         self.say(f"PLAY [{play.name}]")
-        for task in play.tasks:
+        if skip:
+            self.say(f"  --start-at-task: the {skip} task(s) before it not run")
+        for task in play.tasks[skip:]:
             try:
                 with self._interruptible(play, task):
                     self._task(play, task, names)
@@ -90,6 +104,8 @@ class Runner:
                                 self._task(play, undo, names)
                         except (TaskFailed, ApiError, ExpressionError) as again:
                             self.say(f"  failed: {again}")
+                else:
+                    self.stopped_at = task
                 return False
         return True
 

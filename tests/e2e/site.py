@@ -331,6 +331,20 @@ class Fleet(DaemonRunner):
     def open_gate(self) -> None:
         (self.dir / "gate").touch()
 
+    def ha_interrupted(self, *args: str, once: str) -> subprocess.CompletedProcess[str]:
+        """Run the ha command and press Ctrl-C (SIGINT) once ``once``'s runbook started."""
+        argv = [sys.executable, "-m", "ha", *args, "-c", str(self.config_path)]
+        with subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as command:
+            try:
+                self.wait_runbook(once)
+                command.send_signal(signal.SIGINT)
+                out, err = command.communicate(timeout=10)
+            finally:
+                command.kill()
+        return subprocess.CompletedProcess(argv, command.returncode, out, err)
+
     def wait_runbook(self, name: str) -> None:
         """Until a runbook of ``name`` started a step."""
         self.wait_until(

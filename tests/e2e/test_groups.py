@@ -260,18 +260,9 @@ def test_a_cancelled_group_failover_starts_no_other_member_also_after_a_restart(
 def test_ctrl_c_stops_following_not_the_group_command_and_says_so(fleet: Fleet) -> None:
     fleet.write_config(groups=ORDERED, hooks=fleet.gate("s1"))
     fleet.start_daemon()
-    argv = [sys.executable, "-m", "ha", "group", "failover", "farm", "--wait"]
-    with subprocess.Popen(
-        [*argv, "-c", str(fleet.config_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    ) as following:
-        try:
-            fleet.wait_runbook("s1")
-            following.send_signal(signal.SIGINT)
-            _, err = following.communicate(timeout=10)
-        finally:
-            following.kill()
+    following = fleet.ha_interrupted("group", "failover", "farm", "--wait", once="s1")
     assert following.returncode == 130
-    assert err.decode() == (
+    assert following.stderr == (
         "\nha: interrupted: stopped following; group farm's failover goes on in the daemon"
         " (follow it: ha events --group farm --follow; start no other member:"
         " ha group cancel farm)\n"

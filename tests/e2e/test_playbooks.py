@@ -324,21 +324,14 @@ def test_ctrl_c_says_where_the_playbook_stopped_and_what_goes_on(
     fleet.start_daemon()
     playbook = tmp_path / "move.yaml"
     playbook.write_text(MOVE)
-    argv = [sys.executable, "-m", "ha", "play", str(playbook), "-c", str(fleet.config_path)]
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as play:
-        try:
-            fleet.wait_runbook("s1")
-            play.send_signal(signal.SIGINT)
-            out, err = play.communicate(timeout=10)
-        finally:
-            play.kill()
+    play = fleet.ha_interrupted("play", str(playbook), once="s1")
     assert play.returncode == 130
-    assert out.splitlines() == [
+    assert play.stdout.splitlines() == [
         "PLAY [Move the farm]",
         "TASK [Switch the farm over]",
         "  group farm: switchover started",
     ]
-    assert err == (
+    assert play.stderr == (
         "\nha: interrupted: task [Switch the farm over] of play [Move the farm]: stopped"
         " following; group farm's switchover goes on in the daemon (follow it: ha events"
         " --group farm --follow; start no other member: ha group cancel farm); the tasks after"
@@ -348,3 +341,46 @@ def test_ctrl_c_says_where_the_playbook_stopped_and_what_goes_on(
     fleet.wait_until(lambda: "group farm: switched" in fleet.ha("status").stdout, 15, "switched")
     commands = [e["data"]["action"] for e in fleet.journal() if e["kind"] == "group_command"]
     assert commands == ["switchover"]  # no rollback
+
+
+STEPS = """\
+- name: Move two
+  tasks:
+    - name: Where is s2
+      check: {scenario: s2}
+      register: before
+    - name: Switch s2 over
+      switchover: {scenario: s2}
+    - name: Then s3
+      switchover: {scenario: s3}
+"""
+
+
+def test_a_failed_task_says_how_to_go_on_from_it_and_start_at_task_does(
+    farm: Fleet, tmp_path: Path
+) -> None:
+    playbook = tmp_path / "two.yaml"
+    playbook.write_text(STEPS)
+    farm.alive("s2", "127.0.0.3", False)  # s2 has no replica to switch to
+    farm.wait_until(
+        lambda: "s2 running with its replica dead" in farm.ha("status").stdout, 10, "dead"
+    )
+    failed = farm.ha("play", str(playbook))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert failed.stdout.splitlines()[-1] == (
+        f"to go on from the failed task once its cause is fixed: ha play {playbook}"
+        " --start-at-task 'Switch s2 over'"
+    )
+    assert farm.state("s3") == ("running", "production")
+
+    farm.alive("s2", "127.0.0.3", True)
+    farm.wait_until(lambda: "group farm: protected" in farm.ha("status").stdout, 10, "protected")
+    again = farm.ha("play", str(playbook), "--start-at-task", "Switch s2 over")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.splitlines()[:3] == [
+        "PLAY [Move two]",
+        "  --start-at-task: the 1 task(s) before it not run",
+        "TASK [Switch s2 over]",
+    ]
+    assert farm.state("s2") == ("switched", "replica")
+    assert farm.state("s3") == ("switched", "replica")
