@@ -87,7 +87,7 @@ class Runner:
     def _play(self, play: Play, names: dict[str, Any], skip: int = 0) -> bool:
         self.say(f"PLAY [{play.name}]")
         if skip:
-            self.say(f"  --start-at-task: the {skip} task(s) before it not run")
+            self.say(f"  --start-at-task: skipped {skip} task{'s' if skip > 1 else ''} before it")
         for task in play.tasks[skip:]:
             try:
                 with self._interruptible(play, task):

@@ -379,7 +379,7 @@ def test_a_failed_task_says_how_to_go_on_from_it_and_start_at_task_does(
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.splitlines()[:3] == [
         "PLAY [Move two]",
-        "  --start-at-task: the 1 task(s) before it not run",
+        "  --start-at-task: skipped 1 task before it",
         "TASK [Switch s2 over]",
     ]
     assert farm.state("s2") == ("switched", "replica")
