@@ -51,6 +51,8 @@ def status_table(status: dict[str, Any]) -> str:
     ]
     for group in status.get("groups", []):
         notes.append(f"group {group['name']}: {group['state']} ({members_line(group)})")
+        if group.get("cancelled_by"):
+            notes.append(f"  {CANCELLED.format(who=group['cancelled_by'])}")
         report = group.get("last_report")
         if report and report["outstanding"]:
             what = report["message"].removeprefix(f"group {group['name']}: ")
@@ -59,6 +61,9 @@ def status_table(status: dict[str, Any]) -> str:
     if status["observe_only"]:
         notes.append("observe-only: automatic failovers are journaled as proposals, not taken")
     return "\n".join(lines + notes)
+
+
+CANCELLED = "cancelled by {who}: no other member starts; those in flight finish"
 
 
 def members_line(group: dict[str, Any]) -> str:

@@ -230,6 +230,14 @@ class GroupRunner:
             entry = entry or self.testing.get(group)
         return entry[0].action if entry else None
 
+    def cancelled(self, group: str) -> str | None:
+        """Who cancelled the command in progress (on a follower: as the journal says), or None."""
+        entry = self.running.get(group)
+        if entry is not None:
+            return entry[0].cancelled_by
+        cancel = self.cancels.get(group)
+        return cancel.actor if cancel is not None and (group, False) in self.unfinished else None
+
     def cancellable(self, group: str) -> GroupCommand | str:
         """The command driving the group's members, which ``cancel`` would stop from starting
         any other member; or why there is nothing to cancel."""

@@ -85,6 +85,7 @@ def group_views(daemon: Any) -> list[dict[str, Any]]:
                 "name": group.name,
                 "state": state,
                 "operation": operation,
+                "cancelled_by": daemon.groups.cancelled(group.name),
                 "failover": group.failover,
                 "waves": group.waves(),
                 "members": [

@@ -21,7 +21,7 @@ function scenarioRow(s) {
 // Cancel only while a command drives the members (a test drives none: it ends by itself).
 function offered(g, action) {
   const driving = g.state.endsWith(" in progress") && !g.state.startsWith("test ");
-  return action !== "cancel" || driving;
+  return action !== "cancel" || (driving && !g.cancelled_by);
 }
 
 function groupRow(ctx, g) {
@@ -52,8 +52,12 @@ function groupRow(ctx, g) {
   );
 }
 
-// The group's last command failed and the group is not back in order: say what happened.
+// The command in progress was cancelled, or the group's last command failed and the group is
+// not back in order: say so.
 function outstanding(g) {
+  if (g.cancelled_by) {
+    return h("div", { class: "report" }, `cancelled by ${g.cancelled_by}: no other member starts; those in flight finish`);
+  }
   const report = g.last_report;
   if (!report || !report.outstanding) return null;
   return h("div", { class: "report" }, `last command (#${report.id}): ${report.message.replace(`group ${g.name}: `, "")}`);

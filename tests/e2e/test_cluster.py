@@ -132,12 +132,20 @@ def test_a_follower_shows_the_leaders_group_command_in_progress_then_its_report(
         WITHIN,
         "the follower shows the group failover in progress",
     )
+    status, answer = trio.runners[leader].api("POST", "/v1/groups/farm/cancel", {})
+    assert status == 202, answer  # the only member is in flight: it finishes
+    trio.wait_until(
+        lambda: str(farm()["cancelled_by"]).startswith("api:local:"),
+        WITHIN,
+        "the follower shows who cancelled it",
+    )
     trio.wait_until(
         lambda: farm()["last_report"] is not None, WITHIN, "the follower shows the report"
     )
     shown = farm()
     assert shown["operation"] is None
-    assert shown["last_report"]["ok"] is True
+    assert shown["cancelled_by"] is None
+    assert shown["last_report"]["ok"] is True  # nothing was left to start: done
     expected = f"group farm: failover done: {NAME}: switched, replica active"
     assert shown["last_report"]["message"] == expected
     printed = follower.ha("status")

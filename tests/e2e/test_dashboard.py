@@ -191,6 +191,10 @@ def test_a_group_command_in_progress_is_cancelled_from_its_row(
     expect(page.locator(".toast, #toast")).to_contain_text(
         "accepted: group pair: failover cancelled: no other member starts; s1 finishes its failover"
     )
+    expect(row.locator(".report")).to_have_text(
+        "cancelled by api:alice:dashboard: no other member starts; those in flight finish"
+    )
+    expect(row.locator("button[data-action=cancel]")).to_have_count(0)  # cancelled already
     fleet.open_gate()
     expect(row.locator(".state")).to_have_text("degraded", timeout=10_000)
     expect(row.locator(".report")).to_contain_text("failover cancelled: s1: switched")

@@ -236,6 +236,12 @@ def test_a_cancelled_group_failover_starts_no_other_member_also_after_a_restart(
     )
     again = fleet.ha("group", "cancel", "farm")
     assert "group farm: its failover was cancelled by api:local:" in again.stderr
+    status = fleet.ha("status").stdout.splitlines()
+    shown = status.index(
+        "group farm: failover in progress (s1 failing_over, s2 running, s3 running)"
+    )
+    assert status[shown + 1].startswith("  cancelled by api:local:")
+    assert status[shown + 1].endswith(": no other member starts; those in flight finish")
 
     fleet.stop_daemon(signal.SIGKILL)  # the cancel is in the journal: a restart keeps it
     fleet.start_daemon()
