@@ -263,6 +263,35 @@ def test_a_cancelled_group_failover_starts_no_other_member_also_after_a_restart(
     assert "last command (#" in fleet.ha("status").stdout  # degraded: the report is shown
 
 
+def test_a_cancelled_automatic_failover_pauses_the_members_it_did_not_move(fleet: Fleet) -> None:
+    """Else the dead member would start the together failover again at the next look at it:
+    the daemon's next start."""
+    fleet.write_config(groups=TOGETHER, hooks=fleet.gate("s1"))
+    fleet.start_daemon()
+    fleet.kill("s3")
+    fleet.wait_runbook("s1")  # wave 1 of the together failover, held at its first step
+    cancelled = fleet.ha("group", "cancel", "farm")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout == (
+        "accepted: group farm: failover cancelled: no other member starts; s1 finishes its"
+        " failover; s2, s3 paused, or a dead member would start the automatic failover again"
+        " (at the daemon's next start, say): `ha resume NAME` lets the daemon act again\n"
+    )
+    fleet.open_gate()
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 15, "the report"
+    )
+    fleet.stop_daemon()
+    fleet.start_daemon()  # s3 is still dead: a look at it would start the failover again
+    time.sleep(1.5)
+    assert [e["kind"] for e in fleet.journal()].count("group_command") == 1
+    assert fleet.state("s1") == ("switched", "replica")
+    assert [fleet.state(n) for n in ("s2", "s3")] == [("running", "production")] * 2
+    paused = [e for e in fleet.journal() if e["kind"] == "paused"]
+    assert [e["scenario"] for e in paused] == ["s2", "s3"]
+    assert all(e["actor"].startswith("api:local:") for e in paused)
+
+
 def test_ctrl_c_stops_following_not_the_group_command_and_says_so(fleet: Fleet) -> None:
     fleet.write_config(groups=ORDERED, hooks=fleet.gate("s1"))
     fleet.start_daemon()
