@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "group",
         parents=[common],
-        help="run, stop, fail over, recover a whole group",
+        help="run, stop, fail over, recover a whole group; cancel its command in progress",
         description="Each member's command, wave by wave in dependency order (stop: in reverse);"
         " a member that fails stops the later waves, and the group report says member by"
         " member what happened. --dry-run shows each member's command, or why it needs none or"
