@@ -31,6 +31,7 @@ from ha.runbook import Runbook
 from ha.scenario import SUPPOSABLE, Scenario
 from ha.steps import build_steps
 from ha.store import Side
+from ha.takeover import not_leader
 
 LOOP_DEADLINE = 10.0  # the loop must take a command within this long, else 503
 BODY_FIELDS = ("force", "dry_run", "active", "force_promotion", "as_if")
@@ -160,6 +161,8 @@ async def _group_cancel(request: web.Request, daemon: Daemon, group: GroupConfig
     if not body.get("dry_run"):
         intent = Intent(action="cancel", scenario="", group=group.name, actor=actor(request))
         return await _submit(daemon, intent)
+    if not daemon.in_charge:  # a follower runs no group command: the leader knows what it left
+        return error(503, not_leader(daemon))
     command = daemon.groups.cancellable(group.name)
     if isinstance(command, str):
         return error(409, command)

@@ -132,6 +132,11 @@ def test_a_follower_shows_the_leaders_group_command_in_progress_then_its_report(
         WITHIN,
         "the follower shows the group failover in progress",
     )
+    status, answer = follower.api("POST", "/v1/groups/farm/cancel", {"dry_run": True})
+    assert (status, answer) == (
+        503,
+        {"error": f"{follower.dir.name} is not the leader; ask {leader}"},
+    )
     status, answer = trio.runners[leader].api("POST", "/v1/groups/farm/cancel", {})
     assert status == 202, answer  # the only member is in flight: it finishes
     trio.wait_until(
