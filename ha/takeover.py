@@ -101,8 +101,8 @@ async def resume_groups(daemon: Daemon, why: str) -> None:
     with no ``group_report`` after it) start again: members already at their goal are skipped,
     a member whose runbook resumed above is waited for, the later waves follow (a cancelled
     command starts no other member). An interrupted group test ends with its report instead:
-    the restart rolled each rehearsal back. (A
-    follower has read the journal's group entries as it went: only the rest is read.)"""
+    the restart rolled each rehearsal back. (A follower has read the journal's group entries as
+    it went: only the rest is read.)"""
     await daemon.groups.catch_up()
     unfinished, daemon.groups.unfinished = daemon.groups.unfinished, {}
     cancels, daemon.groups.cancels = daemon.groups.cancels, {}

@@ -26,6 +26,7 @@ from ha.client import (
 from ha.format import members_line
 from ha.playbook.expr import ExpressionError, evaluate, fill
 from ha.playbook.model import Play, Playbook, Task
+from ha.scenario import SUPPOSABLE
 
 BUTTONS = ("run", "stop", "failover", "switchover", "failback", "recover", "test")
 POLL = 0.2
@@ -36,7 +37,6 @@ LEAVES = {
     "switchover": "switched",
     "failback": "running",
 }  # the state each command leaves a scenario in (recover: as its active side says)
-ACTIVE_IN = {"running": "production", "switched": "replica"}
 
 
 def leaves(action: str, active: str | None) -> str | None:
@@ -232,7 +232,7 @@ class Runner:
         state = view["state"]
         if self.check and name in self.supposed:  # as the tasks before would leave it
             state = self.supposed[str(name)]
-            view = {**view, "state": state, "active": ACTIVE_IN.get(state, view["active"])}
+            view = {**view, "state": state, "active": SUPPOSABLE.get(state) or view["active"]}
             state += " (as the tasks before would leave it)"
         side = view["active"] if task.check.side == "active" else task.check.side
         failing = [c["check"] for c in view[side]["checks"] if not c["ok"]]
