@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from tests.e2e.site import Fleet, Site
+from tests.e2e.fleet import Fleet
+from tests.e2e.site import Site
 
 pytest_plugins = [
     "tests.servers.postgres",

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ha.token import new_token, token_digest
-from tests.e2e.site import Fleet
+from tests.e2e.fleet import Fleet
 
 
 @dataclass

@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-from tests.e2e.site import Fleet, Site
+from tests.e2e.fleet import Fleet
+from tests.e2e.site import Site
 from tests.e2e.test_failover import FAILOVER_STEPS, steps_done
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.site import Fleet
+from tests.e2e.fleet import Fleet
 
 ORDERED = [{"name": "farm", "scenarios": ["s1", "s2", "s3"], "ordered": True}]
 TOGETHER = [{**ORDERED[0], "failover": "together"}]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.site import Fleet
+from tests.e2e.fleet import Fleet
 
 PLAYBOOKS = Path(__file__).parent.parent.parent / "playbooks"
 GROUPS = [{"name": "farm", "scenarios": ["s1", "s2", "s3"], "ordered": True}]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.e2e.site import Fleet
+from tests.e2e.fleet import Fleet
 
 REPLICA = "127.0.0.3"
 
