@@ -17,7 +17,7 @@ from ha.duration import Duration
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 GROUP_ACTIONS = ("run", "stop", "failover", "switchover", "failback", "recover", "test")
 GROUP_BUTTONS = (*GROUP_ACTIONS, "cancel")  # cancel: the command in progress starts no other member
-# What a group's rollup can say (ha.groups.rollup): also what a playbook's wait_for may wait for.
+# What a group's rollup can say (ha.groups_status.rollup), also what a playbook may wait_for.
 GROUP_STATES = (
     "protected",
     "degraded",

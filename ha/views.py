@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ha.groups import rollup, trouble
+from ha.groups_status import rollup, trouble
 from ha.scenario import SIDES, Scenario
 from ha.store import JournalEvent
 
