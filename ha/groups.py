@@ -5,7 +5,9 @@ the daemon's loop as an intent, waits until every member of the wave reached its
 healthy on the new side), and only then starts the next wave. A member that fails stops the waves
 after it; the group report says, member by member, what happened and what did not. A command
 cancelled by an operator starts no other member: the members in flight finish their runbooks
-(never half-done), and the report says which ones it did not start.
+(never half-done), and the report says which ones it did not start. An automatic (together)
+failover that fails or is cancelled pauses the members it did not move: an operator decides
+what comes next, also after a restart (a dead member would start it again).
 
 A group test asks for every member's Assured Recovery test at once (the daemon runs at most
 ``recovery_tests.max_concurrent`` at a time; each rehearsal reverts its replica, so there is no
@@ -124,6 +126,30 @@ class GroupCommand:
     report: dict[str, str] = field(default_factory=dict)
     cancelled_by: str | None = None  # who cancelled it: no other member starts
     held_back: set[str] = field(default_factory=set)  # members not started for the cancel
+
+
+async def hold_unmoved(
+    scenarios: Mapping[str, Scenario], command: GroupCommand, actor: str, why: str
+) -> list[str]:
+    """Pause the members an automatic failover leaves running (those it did not move), so that
+    a dead one does not start it again at the next look (the daemon's next start, say); the
+    names paused."""
+    held = []
+    for name in command.group.scenarios:
+        member = scenarios[name]
+        if member.state == "running" and not member.record.paused:
+            await member.set_paused(True, actor, why)
+            held.append(name)
+    return held
+
+
+def held_note(held: list[str]) -> str:
+    if not held:
+        return ""
+    return (
+        f"; {', '.join(held)} paused, or a dead member would start the automatic failover"
+        " again (at the daemon's next start, say): `ha resume NAME` lets the daemon act again"
+    )
 
 
 class GroupRunner:
@@ -249,11 +275,16 @@ class GroupRunner:
         word = "failed" if failed else "cancelled" if command.held_back else "done"
         summary = "; ".join(f"{name}: {what}" for name, what in command.report.items())
         ok = not failed and not command.held_back
-        extra = {"cancelled_by": command.cancelled_by} if command.cancelled_by else {}
+        extra: dict[str, Any] = (
+            {"cancelled_by": command.cancelled_by} if command.cancelled_by else {}
+        )
+        if failed and command.actor == "detector":
+            why = f"the automatic failover of group {command.group.name} failed"
+            extra["paused"] = await hold_unmoved(self.scenarios, command, "detector", why)
         await self._journal(
             command,
             "group_report",
-            f"{command.action} {word}: {summary}",
+            f"{command.action} {word}: {summary}{held_note(extra.get('paused', []))}",
             ok=ok,
             ended=word,
             members=command.report,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ha.autopilot import new_runbook_id
 from ha.commands import RUNBOOK_COMMANDS, Intent, Outcome, conflict
-from ha.groups import GroupCommand, group_conflict
+from ha.groups import GroupCommand, group_conflict, held_note, hold_unmoved
 from ha.machine import RUNBOOK_STATES
 from ha.store import JournalEvent
 
@@ -120,7 +120,8 @@ async def _cancel_group(daemon: Daemon, name: str, intent: Intent) -> None:
         command.cancelled_by = intent.actor
         message = f"group {name}: {command.action} cancelled: {in_flight(daemon, command)}"
         if command.actor == "detector":
-            message += await _hold_automatic(daemon, command, intent.actor)
+            why = f"the automatic failover of group {name} was cancelled"
+            message += held_note(await hold_unmoved(daemon.scenarios, command, intent.actor, why))
         event = await daemon.store.append(
             JournalEvent(
                 kind="group_cancel",
@@ -132,24 +133,6 @@ async def _cancel_group(daemon: Daemon, name: str, intent: Intent) -> None:
         outcome = Outcome("accepted", message, command=event.id)
     if not intent.future.done():
         intent.future.set_result(outcome)
-
-
-async def _hold_automatic(daemon: Daemon, command: GroupCommand, actor: str) -> str:
-    """A cancelled automatic failover would start again at the next look at a dead member (the
-    daemon's next start, a member that dies anew): the members it has not moved are paused
-    (maintenance) until an operator resumes them."""
-    held = []
-    for name in command.group.scenarios:
-        member = daemon.scenarios[name]
-        if member.state == "running" and not member.record.paused and name not in command.report:
-            await member.set_paused(True, actor)
-            held.append(name)
-    if not held:
-        return ""
-    return (
-        f"; {', '.join(held)} paused, or a dead member would start the automatic failover"
-        " again (at the daemon's next start, say): `ha resume NAME` lets the daemon act again"
-    )
 
 
 def in_flight(daemon: Daemon, command: GroupCommand) -> str:

@@ -183,7 +183,7 @@ class Scenario:
         if self.on_transition is not None:
             await self.on_transition(self, event.event.name, event.transition.source)
 
-    async def set_paused(self, paused: bool, actor: str) -> None:
+    async def set_paused(self, paused: bool, actor: str, why: str = "") -> None:
         record = self.record.evolve(paused=paused)
         word = "paused" if paused else "resumed"
         await self.store.transition(
@@ -191,7 +191,8 @@ class Scenario:
             JournalEvent(
                 kind=word,
                 scenario=self.name,
-                message=f"{word}: automatic actions {'off' if paused else 'on'}",
+                message=f"{word}: automatic actions {'off' if paused else 'on'}"
+                + (f" ({why})" if why else ""),
                 actor=actor,
             ),
         )

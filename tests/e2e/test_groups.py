@@ -292,6 +292,46 @@ def test_a_cancelled_automatic_failover_pauses_the_members_it_did_not_move(fleet
     assert all(e["actor"].startswith("api:local:") for e in paused)
 
 
+def test_a_failed_automatic_failover_pauses_the_members_it_did_not_move(fleet: Fleet) -> None:
+    """s1's replica is dead: when s3 dies, the together failover is refused at s1 (wave 1) and
+    s2, s3 are not started. It waits for an operator, also after a restart: before, the daemon's
+    next start looked at s3 again and started the failover anew."""
+    fleet.write_config(groups=TOGETHER)
+    fleet.start_daemon()
+    fleet.alive("s1", REPLICA, False)
+    fleet.wait_until(
+        lambda: fleet.api("GET", "/v1/scenarios/s1")[1]["replica"]["dead"], 10, "s1's replica dead"
+    )
+    fleet.kill("s3")
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "the report"
+    )
+    ended = report(fleet)
+    assert (ended["ok"], ended["ended"]) == (False, "failed")
+    assert ended["members"]["s1"].startswith("refused: replica fails its checks")
+    assert ended["paused"] == ["s1", "s2", "s3"]
+    held = (
+        "s1, s2, s3 paused, or a dead member would start the automatic failover again (at the"
+        " daemon's next start, say): `ha resume NAME` lets the daemon act again"
+    )
+    assert held in fleet.ha("status").stdout  # under the group: its last command's report
+    paused = [e for e in fleet.journal() if e["kind"] == "paused"]
+    assert [(e["scenario"], e["actor"]) for e in paused] == [
+        (name, "detector") for name in ("s1", "s2", "s3")
+    ]
+    assert all("the automatic failover of group farm failed" in e["message"] for e in paused)
+
+    fleet.alive("s1", REPLICA, True)  # the failover would go through now: it is not started
+    fleet.stop_daemon()
+    fleet.start_daemon()
+    time.sleep(1.5)
+    assert [e["kind"] for e in fleet.journal()].count("group_command") == 1
+    assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("running", "production")] * 3
+    pushed = fleet.ha("group", "failover", "farm", "--wait")  # an operator decides
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("switched", "replica")] * 3
+
+
 def test_ctrl_c_stops_following_not_the_group_command_and_says_so(fleet: Fleet) -> None:
     fleet.write_config(groups=ORDERED, hooks=fleet.gate("s1"))
     fleet.start_daemon()
