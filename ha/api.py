@@ -96,7 +96,8 @@ ROUTE_TABLE: tuple[Route, ...] = (
         api_commands.group_command,
         ACT,
         "push a group's button (dry_run: the waves it would take); cancel: the command in"
-        " progress starts no other member (its body: dry_run only)",
+        " progress starts no other member; pause, resume: every member's automatic actions off"
+        " or on (the body of those three: dry_run only)",
         (Param("name", "path", "group name"), Param("action", "path", "what", GROUP_BUTTONS)),
         "GroupCommand",
         COMMAND_ANSWERS,

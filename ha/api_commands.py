@@ -23,6 +23,8 @@ from ha.groups import (
     group_conflict,
     in_flight_to,
     member_action,
+    pause_conflict,
+    pause_leaves,
     skip_reason,
 )
 from ha.groups_config import GROUP_ACTIONS, GROUP_BUTTONS, GroupConfig
@@ -139,6 +141,8 @@ async def group_command(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(reason=f"no group named {name!r}")
     if action == "cancel":
         return await _group_cancel(request, daemon, group)
+    if action in ("pause", "resume"):
+        return await _group_pause(request, daemon, group, action)
     if action not in GROUP_ACTIONS:
         raise web.HTTPNotFound(
             reason=f"no group action {action!r}; actions: {', '.join(GROUP_BUTTONS)}"
@@ -175,6 +179,32 @@ async def _group_cancel(request: web.Request, daemon: Daemon, group: GroupConfig
     return web.json_response(
         {"dry_run": True, "group": group.name, "action": "cancel", "plan": plan}
     )
+
+
+async def _group_pause(
+    request: web.Request, daemon: Daemon, group: GroupConfig, action: str
+) -> web.Response:
+    """Pause or resume every member (dry_run: which, wave by wave; the others are so already)."""
+    body = await _json_object(request, ("dry_run",))
+    if not body.get("dry_run"):
+        intent = Intent(action=action, scenario="", group=group.name, actor=actor(request))
+        return await _submit(daemon, intent)
+    plan = [
+        {
+            "wave": number,
+            "scenario": member,
+            "plan": shown,
+            "acts": leaves is None,
+            "refused": False,
+        }
+        for number, wave in enumerate(group.waves(), 1)
+        for member in wave
+        for leaves in [pause_leaves(daemon.scenarios[member], action)]
+        for shown in [PLANS[action] if leaves is None else f"{leaves}: left as it is"]
+    ]
+    if not any(row["acts"] for row in plan):
+        return error(409, pause_conflict(group.name, action))
+    return web.json_response({"dry_run": True, "group": group.name, "action": action, "plan": plan})
 
 
 def _left_by_cancel(member: Scenario, command: GroupCommand) -> tuple[str, bool]:

@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "group",
         parents=[common],
-        help="run, stop, fail over, recover a whole group; cancel its command in progress",
+        help="run, stop, fail over, recover, pause a whole group; cancel its command in progress",
         description="Each member's command, wave by wave in dependency order (stop: in reverse);"
         " a member that fails stops the later waves, and the group report says member by"
         " member what happened. --dry-run shows each member's command, or why it needs none or"
@@ -202,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         " replicas); failback (to production); recover --active SIDE (keep that side active"
         " for every member: split or blocked members recover, the others move); test (Assured"
         " Recovery of every member at once); cancel (the command in progress starts no other"
-        " member: those in flight finish their runbooks; --dry-run shows what it leaves)",
+        " member: those in flight finish their runbooks; --dry-run shows what it leaves);"
+        " pause, resume (every member's automatic actions off for maintenance, or on again:"
+        " nothing moves)",
     )
     p.add_argument("action", choices=GROUP_BUTTONS)
     p.add_argument("name", help="group name")

@@ -82,7 +82,7 @@ def cmd_group(args: argparse.Namespace) -> int:
             print(f"  wave {row['wave']}: {row['scenario']}: {row['plan']}")
         return EXIT_OK
     print(f"accepted: {answer['message']}")
-    if not args.wait:
+    if not args.wait or args.action in ("pause", "resume"):  # done once accepted
         return EXIT_OK
     ended = group_ended(args.name, cancelling=args.action == "cancel")
     group = config.group(args.name)

@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from ha.ar_runner import RecoveryTests
-from ha.commands import RECOVER_NEEDS_ACTIVE, Intent, Outcome
+from ha.commands import RECOVER_NEEDS_ACTIVE, Intent, Outcome, conflict
 from ha.groups_config import GROUP_ACTIONS, GroupConfig
 from ha.machine import RUNBOOK_STATES
 from ha.scenario import Scenario
@@ -117,6 +117,18 @@ def group_conflict(daemon: Any, group: str, action: str, active: Side | None) ->
     return None
 
 
+def pause_leaves(member: Scenario, action: str) -> str | None:
+    """Why a group's pause or resume leaves the member as it is (already paused, not paused)."""
+    return conflict(member, action, force=False, now=0.0)
+
+
+def pause_conflict(group: str, action: str) -> str:
+    """Why a group's pause or resume has nothing to do: every member is so already."""
+    if action == "pause":
+        return f"every member of group {group} is paused already"
+    return f"no member of group {group} is paused"
+
+
 @dataclass
 class GroupCommand:
     group: GroupConfig
@@ -143,12 +155,13 @@ async def hold_unmoved(
     return held
 
 
-def held_note(held: list[str]) -> str:
+def held_note(held: list[str], group: str) -> str:
     if not held:
         return ""
     return (
         f"; {', '.join(held)} paused, or a dead member would start the automatic failover"
-        " again (at the daemon's next start, say): `ha resume NAME` lets the daemon act again"
+        f" again (at the daemon's next start, say): `ha group resume {group}` lets the daemon"
+        " act again"
     )
 
 
@@ -279,12 +292,14 @@ class GroupRunner:
             {"cancelled_by": command.cancelled_by} if command.cancelled_by else {}
         )
         if failed and command.actor == "detector":
-            why = f"the automatic failover of group {command.group.name} failed"
+            name = command.group.name
+            why = f"the automatic failover of group {name} failed"
             extra["paused"] = await hold_unmoved(self.scenarios, command, "detector", why)
+            summary += held_note(extra["paused"], name)
         await self._journal(
             command,
             "group_report",
-            f"{command.action} {word}: {summary}{held_note(extra.get('paused', []))}",
+            f"{command.action} {word}: {summary}",
             ok=ok,
             ended=word,
             members=command.report,

@@ -16,7 +16,9 @@ from ha.duration import Duration
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 GROUP_ACTIONS = ("run", "stop", "failover", "switchover", "failback", "recover", "test")
-GROUP_BUTTONS = (*GROUP_ACTIONS, "cancel")  # cancel: the command in progress starts no other member
+# cancel: the command in progress starts no other member; pause, resume: every member's
+# automatic actions off (maintenance) or on again.
+GROUP_BUTTONS = (*GROUP_ACTIONS, "cancel", "pause", "resume")
 # What a group's rollup can say (ha.groups_status.rollup), also what a playbook may wait_for.
 GROUP_STATES = (
     "protected",

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from ha.autopilot import new_runbook_id
 from ha.commands import RUNBOOK_COMMANDS, Intent, Outcome, conflict
-from ha.groups import GroupCommand, group_conflict, held_note, hold_unmoved
+from ha.groups import (
+    GroupCommand,
+    group_conflict,
+    held_note,
+    hold_unmoved,
+    pause_conflict,
+    pause_leaves,
+)
+from ha.groups_config import GroupConfig
 from ha.machine import RUNBOOK_STATES
 from ha.store import JournalEvent
 
@@ -97,6 +105,9 @@ async def _apply_group_intent(daemon: Daemon, intent: Intent) -> None:
     if intent.action == "cancel":
         await _cancel_group(daemon, group.name, intent)
         return
+    if intent.action in ("pause", "resume"):
+        await _pause_group(daemon, group, intent)
+        return
     why_not = group_conflict(daemon, group.name, intent.action, intent.active)
     if why_not is not None:
         outcome = Outcome("conflict", why_not)
@@ -121,7 +132,8 @@ async def _cancel_group(daemon: Daemon, name: str, intent: Intent) -> None:
         message = f"group {name}: {command.action} cancelled: {in_flight(daemon, command)}"
         if command.actor == "detector":
             why = f"the automatic failover of group {name} was cancelled"
-            message += held_note(await hold_unmoved(daemon.scenarios, command, intent.actor, why))
+            held = await hold_unmoved(daemon.scenarios, command, intent.actor, why)
+            message += held_note(held, name)
         event = await daemon.store.append(
             JournalEvent(
                 kind="group_cancel",
@@ -131,6 +143,25 @@ async def _cancel_group(daemon: Daemon, name: str, intent: Intent) -> None:
             )
         )
         outcome = Outcome("accepted", message, command=event.id)
+    if not intent.future.done():
+        intent.future.set_result(outcome)
+
+
+async def _pause_group(daemon: Daemon, group: GroupConfig, intent: Intent) -> None:
+    """Pause (maintenance: no automatic action) or resume every member not so already."""
+    members = [daemon.scenarios[name] for name in group.scenarios]
+    changing = [m for m in members if pause_leaves(m, intent.action) is None]
+    if not changing:
+        outcome = Outcome("conflict", pause_conflict(group.name, intent.action))
+    else:
+        for member in changing:
+            await member.set_paused(intent.action == "pause", intent.actor, f"group {group.name}")
+        word = f"{intent.action}d"
+        message = f"group {group.name}: {', '.join(m.name for m in changing)} {word}"
+        left = [m.name for m in members if m not in changing]
+        if left:
+            message += f" ({', '.join(left)} {word} already)"
+        outcome = Outcome("accepted", message)
     if not intent.future.done():
         intent.future.set_result(outcome)
 

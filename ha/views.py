@@ -93,6 +93,7 @@ def group_views(daemon: Any) -> list[dict[str, Any]]:
                         "name": m.name,
                         "state": m.state,
                         "active": m.record.active,
+                        "paused": m.record.paused,
                         "trouble": trouble(m, now),
                     }
                     for m in members

@@ -18,8 +18,11 @@ function scenarioRow(s) {
   );
 }
 
-// Cancel only while a command drives the members (a test drives none: it ends by itself).
+// Cancel only while a command drives the members (a test drives none: it ends by itself);
+// pause while a member is not paused, resume while one is.
 function offered(g, action) {
+  if (action === "pause") return g.members.some((m) => !m.paused);
+  if (action === "resume") return g.members.some((m) => m.paused);
   const driving = g.state.endsWith(" in progress") && !g.state.startsWith("test ");
   return action !== "cancel" || (driving && !g.cancelled_by);
 }
@@ -47,6 +50,7 @@ function groupRow(ctx, g) {
       `${m.name} `,
       badge(m.state),
       m.trouble ? h("span", { class: "tag" }, m.trouble) : null,
+      m.paused ? h("span", { class: "tag" }, "paused") : null,
     )), outstanding(g)),
     h("td", {}, h("div", { class: "buttons" }, buttons)),
   );

@@ -200,3 +200,35 @@ def test_a_group_command_in_progress_is_cancelled_from_its_row(
     expect(row.locator(".report")).to_contain_text("failover cancelled: s1: switched")
     expect(row.locator("button[data-action=cancel]")).to_have_count(0)
     assert fleet.state("s2") == ("running", "production")
+
+
+def test_a_group_is_paused_and_resumed_from_its_row(
+    browser: BrowserContext, fleet: ApiFleet, tmp_path: Path
+) -> None:
+    fleet.stop_daemon()
+    fleet.write_config(groups=PAIR)
+    fleet.start_daemon()
+    page = browser.new_page()
+    log_in(page, fleet, fleet.operator)
+    row = page.locator("tr[data-group=pair]")
+    expect(row.locator(".state")).to_have_text("protected")
+    expect(row.locator("button[data-action=resume]")).to_have_count(0)  # nothing paused
+    row.locator("button[data-action=pause]").click()
+    dialog = page.locator("#confirm")
+    expect(dialog.locator("#confirm-title")).to_have_text("pause group pair?")
+    expect(dialog.locator("#confirm-steps li[data-scenario=s2]")).to_have_text(
+        "wave 2: s2 keep checking and reporting; take no automatic action"
+    )
+    page.click("#confirm-go")
+    expect(page.locator(".toast, #toast")).to_contain_text("accepted: group pair: s1, s2 paused")
+    expect(row.locator(".member .tag")).to_have_text(["paused", "paused"])
+    expect(row.locator("button[data-action=pause]")).to_have_count(0)  # every member is
+    assert [fleet.api("GET", f"/v1/scenarios/{n}")[1]["paused"] for n in ("s1", "s2")] == [
+        True,
+        True,
+    ]
+    row.locator("button[data-action=resume]").click()
+    page.click("#confirm-go")
+    expect(page.locator(".toast, #toast")).to_contain_text("accepted: group pair: s1, s2 resumed")
+    expect(row.locator(".member .tag")).to_have_count(0)
+    expect(row.locator("button[data-action=resume]")).to_have_count(0)

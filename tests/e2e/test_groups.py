@@ -275,7 +275,7 @@ def test_a_cancelled_automatic_failover_pauses_the_members_it_did_not_move(fleet
     assert cancelled.stdout == (
         "accepted: group farm: failover cancelled: no other member starts; s1 finishes its"
         " failover; s2, s3 paused, or a dead member would start the automatic failover again"
-        " (at the daemon's next start, say): `ha resume NAME` lets the daemon act again\n"
+        " (at the daemon's next start, say): `ha group resume farm` lets the daemon act again\n"
     )
     fleet.open_gate()
     fleet.wait_until(
@@ -312,7 +312,7 @@ def test_a_failed_automatic_failover_pauses_the_members_it_did_not_move(fleet: F
     assert ended["paused"] == ["s1", "s2", "s3"]
     held = (
         "s1, s2, s3 paused, or a dead member would start the automatic failover again (at the"
-        " daemon's next start, say): `ha resume NAME` lets the daemon act again"
+        " daemon's next start, say): `ha group resume farm` lets the daemon act again"
     )
     assert held in fleet.ha("status").stdout  # under the group: its last command's report
     paused = [e for e in fleet.journal() if e["kind"] == "paused"]
@@ -329,6 +329,47 @@ def test_a_failed_automatic_failover_pauses_the_members_it_did_not_move(fleet: F
     assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("running", "production")] * 3
     pushed = fleet.ha("group", "failover", "farm", "--wait")  # an operator decides
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("switched", "replica")] * 3
+
+
+def test_group_pause_holds_every_member_and_resume_lets_the_daemon_act(fleet: Fleet) -> None:
+    fleet.write_config(groups=TOGETHER)
+    fleet.start_daemon()
+    assert fleet.ha("pause", "s2").returncode == 0
+    planned = fleet.ha("group", "pause", "farm", "--dry-run")
+    assert planned.stdout.splitlines() == [
+        "dry run: group pause farm would, wave by wave:",
+        "  wave 1: s1: keep checking and reporting; take no automatic action",
+        "  wave 2: s2: already paused: left as it is",
+        "  wave 3: s3: keep checking and reporting; take no automatic action",
+    ]
+    paused = fleet.ha("group", "pause", "farm")
+    assert paused.stdout == "accepted: group farm: s1, s3 paused (s2 paused already)\n"
+    assert "group farm: protected (s1 running (paused), s2 running (paused), s3 running" in (
+        fleet.ha("status").stdout
+    )
+    again = fleet.ha("group", "pause", "farm")
+    assert again.returncode != 0
+    assert "every member of group farm is paused already" in again.stderr
+    assert fleet.api("POST", "/v1/groups/farm/pause", {"active": "replica"})[0] == 422
+    entries = [e for e in fleet.journal() if e["kind"] == "paused"]
+    assert [e["scenario"] for e in entries] == ["s2", "s1", "s3"]
+    assert entries[-1]["message"] == "paused: automatic actions off (group farm)"
+    assert entries[-1]["actor"].startswith("api:local:")
+
+    fleet.kill("s3")
+    fleet.wait_until(
+        lambda: fleet.api("GET", "/v1/scenarios/s3")[1]["production"]["dead"], 10, "s3 dead"
+    )
+    time.sleep(1)
+    assert not [e for e in fleet.journal() if e["kind"] == "group_command"]
+    assert fleet.state("s3") == ("running", "production")
+    resumed = fleet.ha("group", "resume", "farm")
+    assert resumed.stdout == "accepted: group farm: s1, s2, s3 resumed\n"
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "the report"
+    )
+    assert report(fleet)["ok"] is True
     assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("switched", "replica")] * 3
 
 
