@@ -23,6 +23,7 @@ from ha.groups import (
     group_conflict,
     in_flight_to,
     member_action,
+    member_refusal,
     pause_conflict,
     pause_leaves,
     skip_reason,
@@ -253,7 +254,7 @@ def _member_plan(
     does = member_action(member, action, active)
     refusal = conflict(member, does, force=False, now=now, active=active)  # a test: None
     if refusal is not None:
-        return f"refused: {refusal}", False, True
+        return member_refusal(member.name, does, active, refusal), False, True
     if action == "recover":  # a split or blocked member recovers, another moves
         does += f" --active {active}" if does == action else f" (to make {active} active)"
     return does, True, False

@@ -68,6 +68,7 @@ def _target_may_be_down(scenario: Scenario, side: Side) -> bool:
 
 
 RECOVER_NEEDS_ACTIVE = "recover needs the side to keep active: production or replica"
+FORCE_OVERRIDES = "(--force overrides)"
 
 
 def conflict(
@@ -90,6 +91,6 @@ def conflict(
         if detector.is_dead(now):
             return (
                 f"{side} fails its checks ({', '.join(detector.down(now))}); "
-                f"{action} to a dead {side} is refused (--force overrides)"
+                f"{action} to a dead {side} is refused {FORCE_OVERRIDES}"
             )
     return None

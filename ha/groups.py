@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from ha.ar_runner import RecoveryTests
-from ha.commands import RECOVER_NEEDS_ACTIVE, Intent, Outcome, conflict
+from ha.commands import FORCE_OVERRIDES, RECOVER_NEEDS_ACTIVE, Intent, Outcome, conflict
 from ha.groups_config import GROUP_ACTIONS, GroupConfig
 from ha.machine import RUNBOOK_STATES
 from ha.scenario import Scenario
@@ -103,6 +103,13 @@ def member_action(scenario: Scenario, action: str, active: Side | None) -> str:
     if action != "recover" or scenario.state in ("split", "blocked"):
         return action
     return "failover" if active == "replica" else "failback"
+
+
+def member_refusal(member: str, action: str, active: Side | None, why: str) -> str:
+    """A member's refusal as a group command reports it: the --force that overrides it is an
+    option of the member's own command (a group command has none)."""
+    own = f"ha {action} {member}" + (f" --active {active}" if action == "recover" else "")
+    return "refused: " + why.replace(FORCE_OVERRIDES, f"(`{own} --force` overrides)")
 
 
 def group_conflict(daemon: Any, group: str, action: str, active: Side | None) -> str | None:
@@ -366,7 +373,7 @@ class GroupRunner:
         self.submit(intent)
         outcome: Outcome = await intent.future
         if outcome.status != "accepted":
-            command.report[name] = f"refused: {outcome.message}"
+            command.report[name] = member_refusal(name, action, command.active, outcome.message)
             return False
         return None
 

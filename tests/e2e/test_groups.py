@@ -309,6 +309,7 @@ def test_a_failed_automatic_failover_pauses_the_members_it_did_not_move(fleet: F
     ended = report(fleet)
     assert (ended["ok"], ended["ended"]) == (False, "failed")
     assert ended["members"]["s1"].startswith("refused: replica fails its checks")
+    assert ended["members"]["s1"].endswith("(`ha failover s1 --force` overrides)")  # not group's
     assert ended["paused"] == ["s1", "s2", "s3"]
     held = (
         "s1, s2, s3 paused, or a dead member would start the automatic failover again (at the"

@@ -259,7 +259,7 @@ def test_check_mode_foresees_a_refused_member_and_shows_the_rollback(
     assert plan[1:] == [
         "  wave 1: s1: switchover",
         "  wave 2: s2: refused: replica fails its checks (script); switchover to a dead replica"
-        " is refused (--force overrides)",
+        " is refused (`ha switchover s2 --force` overrides)",
         "  wave 3: s3: not started: an earlier wave would fail",
     ]
     checked = farm.ha("play", "--check", str(playbook))
