@@ -70,8 +70,8 @@ def members_line(group: dict[str, Any]) -> str:
     """A group's members as status shows them: ``s1 running, s2 running with its replica dead``."""
     return ", ".join(
         f"{m['name']} {m['state']}"
-        + (f" with its {m['trouble']}" if m.get("trouble") else "")
         + (" (paused)" if m.get("paused") else "")
+        + (f" with its {m['trouble']}" if m.get("trouble") else "")
         for m in group["members"]
     )
 
