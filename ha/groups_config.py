@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ha.duration import Duration
 
@@ -37,6 +37,7 @@ class GroupDefaults(BaseModel):
     interval: Duration | None = Field(None, gt=0, description="checks' interval")
     timeout: Duration | None = Field(None, gt=0, description="checks' timeout")
     failover: dict[str, Any] = Field(default_factory=dict, description="failover policy keys")
+    failback: dict[str, Any] = Field(default_factory=dict, description="failback policy keys")
     hooks: dict[str, Any] = Field(default_factory=dict, description="hooks by moment")
     dns_server: str | None = Field(None, description="server of dns redirections without one")
     assured_recovery: dict[str, Any] | None = Field(
@@ -49,6 +50,14 @@ class GroupDefaults(BaseModel):
         from ha.config import FailoverPolicy
 
         FailoverPolicy.model_validate(value)
+        return value
+
+    @field_validator("failback")
+    @classmethod
+    def _failback_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from ha.config import FailbackPolicy
+
+        FailbackPolicy.model_validate(value)
         return value
 
 
@@ -134,6 +143,10 @@ def apply_group_defaults(data: dict[str, Any]) -> dict[str, Any]:
         members = group.get("scenarios") if isinstance(group, dict) else None
         if not isinstance(defaults, dict) or not isinstance(members, list):
             continue
+        try:
+            GroupDefaults.model_validate(defaults)
+        except ValidationError:
+            continue  # reported once, where it is written (groups[N].defaults), not per member
         for member in members:
             index = by_name.get(member)
             if index is not None:
@@ -143,7 +156,7 @@ def apply_group_defaults(data: dict[str, Any]) -> dict[str, Any]:
 
 def _merge(scenario: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     result = dict(scenario)
-    for key in ("failover", "hooks"):
+    for key in ("failover", "failback", "hooks"):
         if isinstance(defaults.get(key), dict):
             own = result.get(key)
             result[key] = {**defaults[key], **(own if isinstance(own, dict) else {})}

@@ -214,12 +214,12 @@ scenarios:
   - {name: app, production: {address: 127.0.0.4}, replica: {address: 127.0.0.5},
      checks: [{kind: tcp, port: 80, interval: 5s}], failover: {failures: 9}}
   - {name: web, production: {address: 127.0.0.6}, replica: {address: 127.0.0.7},
-     checks: [{kind: tcp, port: 443}]}
+     checks: [{kind: tcp, port: 443}], failback: {stable_for: 1m}}
 groups:
   - name: farm
     scenarios: [db, app, web]
     after: {app: [db], web: [app]}
-    defaults: {interval: 2s, failover: {mode: manual, failures: 4}}
+    defaults: {interval: 2s, failover: {mode: manual, failures: 4}, failback: {mode: automatic}}
 """
 
 
@@ -228,7 +228,22 @@ def test_group_members_inherit_defaults_unless_they_override(tmp_path: Path) -> 
     db, app, _ = config.scenarios
     assert (db.checks[0].interval, db.failover.mode, db.failover.failures) == (2.0, "manual", 4)
     assert (app.checks[0].interval, app.failover.mode, app.failover.failures) == (5.0, "manual", 9)
+    assert [(s.failback.mode, s.failback.stable_for) for s in config.scenarios] == [
+        ("automatic", 300.0),
+        ("automatic", 300.0),
+        ("automatic", 60.0),
+    ]
     assert config.groups[0].waves() == [["db"], ["app"], ["web"]]
+
+
+def test_a_bad_group_default_names_its_field(tmp_path: Path) -> None:
+    text = FARM.replace("failback: {mode: automatic}", "failback: {mode: sometimes}")
+    assert errors_of(tmp_path, text) == [
+        (
+            "groups[0].defaults.failback.mode",
+            "input should be 'manual' or 'automatic' (got 'sometimes')",
+        )
+    ]
 
 
 def test_a_dependency_cycle_is_an_error_naming_the_cycle(tmp_path: Path) -> None:
