@@ -7,13 +7,15 @@ observe-only, or a spent budget), wait out the grace period and fail over. Produ
 again ends the episode: a pending proposal is cancelled, an observed one records how long
 production really stayed down.
 
-switched, failback automatic: fail back once production has been healthy for ``stable_for``.
+switched, failback automatic: fail back once production has been healthy for ``stable_for``;
+a member of a ``together`` group, once every switched member of it has (the group fails back).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,23 +249,46 @@ class Autopilot:
         self.healthy_since.pop(scenario.name, None)
 
     async def on_switched(
-        self, scenario: Scenario, parts: Parts, now: float, verdict: Verdict | None = None
+        self,
+        scenario: Scenario,
+        parts: Parts,
+        now: float,
+        verdict: Verdict | None = None,
+        members: Sequence[Scenario] = (),
     ) -> dict[str, Any] | None:
         """The trigger's arguments when an automatic failback is due, else None. With several
-        observers, never while their ``verdict`` is that production is dead."""
+        observers, never while their ``verdict`` is that production is dead. A together group's
+        member fails back with ``members`` (the group's other switched members, not paused):
+        only once each of them is due as well (each is looked at in turn: the last one due
+        starts it)."""
+        if not self._watch_failback(scenario, now, verdict):
+            return None
+        if not all(self._failback_due(member, now) for member in members):
+            return None
+        for member in (scenario, *members):
+            del self.healthy_since[member.name]
+        reason = f"production healthy for {format_duration(scenario.config.failback.stable_for)}"
+        if members:
+            reason += f" at {', '.join(sorted(m.name for m in (scenario, *members)))}"
+        runbook = new_runbook_id()
+        event = await self.propose(scenario, parts, "failback", reason, "act", runbook)
+        return {"actor": "detector", "reason": reason, "runbook": runbook, "proposal": event.id}
+
+    def _watch_failback(self, scenario: Scenario, now: float, verdict: Verdict | None) -> bool:
+        """Start or end the wait for production to stay healthy; whether the automatic failback
+        is due (see _failback_due)."""
         policy = scenario.config.failback
         healthy = scenario.detectors["production"].is_healthy()
         if policy.mode != "automatic" or not healthy or (verdict is not None and verdict.dead):
             self.healthy_since.pop(scenario.name, None)
-            return None
-        since = self.healthy_since.setdefault(scenario.name, now)
-        if now - since < policy.stable_for:
-            return None
-        del self.healthy_since[scenario.name]
-        reason = f"production healthy for {format_duration(policy.stable_for)}"
-        runbook = new_runbook_id()
-        event = await self.propose(scenario, parts, "failback", reason, "act", runbook)
-        return {"actor": "detector", "reason": reason, "runbook": runbook, "proposal": event.id}
+            return False
+        self.healthy_since.setdefault(scenario.name, now)
+        return self._failback_due(scenario, now)
+
+    def _failback_due(self, scenario: Scenario, now: float) -> bool:
+        """Production has been healthy for ``failback.stable_for``, as last looked at."""
+        since = self.healthy_since.get(scenario.name)
+        return since is not None and now - since >= scenario.config.failback.stable_for
 
     async def rearm(self, actor: str) -> str | None:
         """Re-arm a spent budget; the reason it cannot, or None."""

@@ -34,6 +34,7 @@ from ha.coordination_quorum import Verdict
 from ha.discovery import Discovery
 from ha.errors import ActionError, StoreError
 from ha.groups import GroupCommand, GroupRunner
+from ha.groups_config import GroupConfig
 from ha.hooks import Background, HookConfig
 from ha.intents import apply_intent, journal_group_start
 from ha.lanes import intent_lane, side_by_side
@@ -257,15 +258,27 @@ class Daemon:
                 self.agenda.at(scenario.name, scenario.detectors["production"].expires_at(now))
                 return
             if group is not None and group.failover == "together":
-                command = GroupCommand(group, "failover", "detector")
-                self.groups.start(command)
-                await journal_group_start(self, command, kwargs["reason"])
+                await self._together(group, "failover", kwargs["reason"])
             else:
                 await self.pull(scenario, "failover", **kwargs)
         elif scenario.state == "switched":
-            kwargs = await self.autopilot.on_switched(scenario, parts, now, verdict)
-            if kwargs is not None:
+            together = group if group is not None and group.failover == "together" else None
+            names = together.scenarios if together is not None else []
+            fellows = [self.scenarios[name] for name in names if name != scenario.name]
+            fellows = [m for m in fellows if m.state == "switched" and not m.record.paused]
+            kwargs = await self.autopilot.on_switched(scenario, parts, now, verdict, fellows)
+            if kwargs is None:
+                return
+            if together is not None:
+                await self._together(together, "failback", kwargs["reason"])
+            else:
                 await self.pull(scenario, "failback", **kwargs)
+
+    async def _together(self, group: GroupConfig, action: str, reason: str) -> None:
+        """An automatic decision for a together group: the group command, every member."""
+        command = GroupCommand(group, action, "detector")
+        self.groups.start(command)
+        await journal_group_start(self, command, reason)
 
     async def pull(self, scenario: Scenario, trigger: str, **kwargs: Any) -> bool:
         """Pull a trigger; True when the state changed (read the state, not transitions' answer)."""

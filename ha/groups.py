@@ -298,7 +298,7 @@ class GroupRunner:
         extra: dict[str, Any] = (
             {"cancelled_by": command.cancelled_by} if command.cancelled_by else {}
         )
-        if failed and command.actor == "detector":
+        if failed and command.actor == "detector" and command.action == "failover":
             name = command.group.name
             why = f"the automatic failover of group {name} failed"
             extra["paused"] = await hold_unmoved(self.scenarios, command, "detector", why)

@@ -63,6 +63,50 @@ def test_together_one_member_dies_all_switch_in_waves(fleet: Fleet) -> None:
     assert "group farm: switched (s1 switched, s2 switched, s3 switched)" in status
 
 
+def test_a_together_group_fails_back_together_once_every_production_is_stable(
+    fleet: Fleet,
+) -> None:
+    """Automatic failback (stable_for 1s): s1's and s3's productions stay healthy after the
+    together failover, s2's is dead; none fails back alone (before, s1 and s3 did, leaving s2
+    on its replica). Once s2's production is back and stable, one group failback, in waves."""
+    fleet.write_config(groups=TOGETHER, failback={"mode": "automatic", "stable_for": "1s"})
+    fleet.start_daemon()
+    fleet.kill("s2")
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "the failover"
+    )
+    time.sleep(2.5)  # s1's and s3's productions: healthy for more than stable_for
+    assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("switched", "replica")] * 3
+    assert not [e for e in fleet.journal() if "-> failing_back" in e["message"]]
+
+    fleet.revive("s2")
+    fleet.wait_until(
+        lambda: [e["kind"] for e in fleet.journal()].count("group_report") == 2, 30, "failback"
+    )
+    commands = [e for e in fleet.journal() if e["kind"] == "group_command"]
+    assert [(e["data"]["action"], e["actor"]) for e in commands] == [
+        ("failover", "detector"),
+        ("failback", "detector"),
+    ]
+    assert "production healthy for 1s at s1, s2, s3" in commands[1]["message"]
+    ended = [e for e in fleet.journal() if e["kind"] == "group_report"][1]["data"]
+    assert (ended["action"], ended["ok"]) == ("failback", True)
+    for name in ("s1", "s2", "s3"):
+        assert fleet.state(name) == ("running", "production")
+    back = {
+        e["scenario"]: e["id"]
+        for e in fleet.journal()
+        if e["kind"] == "transition" and "failing_back -> running" in e["message"]
+    }
+    left = {
+        e["scenario"]: e["id"]
+        for e in fleet.journal()
+        if e["kind"] == "transition" and "switched -> failing_back" in e["message"]
+    }
+    assert back["s1"] < left["s2"]  # in waves
+    assert back["s2"] < left["s3"]
+
+
 @pytest.mark.parametrize(
     ("how", "state", "left"),
     [
