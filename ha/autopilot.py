@@ -9,6 +9,7 @@ production really stayed down.
 
 switched, failback automatic: fail back once production has been healthy for ``stable_for``;
 a member of a ``together`` group, once every switched member of it has (the group fails back).
+Observing, the failback is proposed (once while production stays healthy), not taken.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Autopilot:
         self.budget = Budget(config.safety.budget)
         self.episodes: dict[str, Episode] = {}
         self.healthy_since: dict[str, float] = {}
+        self.failback_observed: set[str] = set()  # automatic failbacks proposed only (observing)
         self.last_failover: dict[str, float] = {}
         self.journal = JournalCursor(store, ("transition", SPENT, REARMED))
 
@@ -148,12 +150,17 @@ class Autopilot:
         await self.store.append(JournalEvent(kind="alert", scenario=scenario.name, message=message))
 
     def _mode(self, scenario: Scenario, now: float) -> str:
-        group = self.config.group_of(scenario.name)
-        if scenario.config.failover.mode == "observe" or self.safety.observe_only:
-            return "observe"
-        if group is not None and group.observe_only:
+        if self._observing(scenario):
             return "observe"
         return "act" if self.budget.allows(now) else "budget"
+
+    def _observing(self, scenario: Scenario) -> bool:
+        """Automatic switches only proposed: observe-only (global, the group's), or the scenario's
+        failover mode observe."""
+        group = self.config.group_of(scenario.name)
+        if scenario.config.failover.mode == "observe" or self.safety.observe_only:
+            return True
+        return group is not None and group.observe_only
 
     def _why_not(self, scenario: Scenario, now: float) -> str | None:
         policy = scenario.config.failover
@@ -247,6 +254,7 @@ class Autopilot:
         """The scenario changed state: its episode (if any) is over."""
         self.episodes.pop(scenario.name, None)
         self.healthy_since.pop(scenario.name, None)
+        self.failback_observed.discard(scenario.name)
 
     async def on_switched(
         self,
@@ -265,11 +273,16 @@ class Autopilot:
             return None
         if not all(self._failback_due(member, now) for member in members):
             return None
-        for member in (scenario, *members):
-            del self.healthy_since[member.name]
         reason = f"production healthy for {format_duration(scenario.config.failback.stable_for)}"
         if members:
             reason += f" at {', '.join(sorted(m.name for m in (scenario, *members)))}"
+        if self._observing(scenario):  # proposed once while production stays healthy
+            if scenario.name not in self.failback_observed:
+                self.failback_observed.add(scenario.name)
+                await self.propose(scenario, parts, "failback", reason, "observe", new_runbook_id())
+            return None
+        for member in (scenario, *members):
+            del self.healthy_since[member.name]
         runbook = new_runbook_id()
         event = await self.propose(scenario, parts, "failback", reason, "act", runbook)
         return {"actor": "detector", "reason": reason, "runbook": runbook, "proposal": event.id}
@@ -281,6 +294,7 @@ class Autopilot:
         healthy = scenario.detectors["production"].is_healthy()
         if policy.mode != "automatic" or not healthy or (verdict is not None and verdict.dead):
             self.healthy_since.pop(scenario.name, None)
+            self.failback_observed.discard(scenario.name)
             return False
         self.healthy_since.setdefault(scenario.name, now)
         return self._failback_due(scenario, now)

@@ -296,7 +296,8 @@ class BudgetConfig(Model):
 
 class SafetyConfig(Model):
     observe_only: bool = Field(
-        False, description="every automatic failover becomes a proposal, for every scenario"
+        False,
+        description="every automatic failover and failback becomes a proposal, for every scenario",
     )
     budget: BudgetConfig | None = Field(
         None, description="fleet-wide: once spent, automatic failover turns observe-only"

@@ -73,7 +73,9 @@ class GroupConfig(BaseModel):
     failover: Literal["each", "together"] = Field(
         "each", description="together: when any member dies, every member switches, in waves"
     )
-    observe_only: bool = Field(False, description="every automatic failover becomes a proposal")
+    observe_only: bool = Field(
+        False, description="every automatic failover and failback becomes a proposal"
+    )
     defaults: GroupDefaults = GroupDefaults()
 
     def concerns(self, scenario: str | None, data: Mapping[str, Any]) -> bool:

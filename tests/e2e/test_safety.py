@@ -220,3 +220,19 @@ def test_automatic_failback_waits_for_production_to_be_stable(fleet: Fleet) -> N
     failback = events(fleet, "transition", "s1")[-2]
     assert failback["actor"] == "detector"
     assert "production healthy for 1s" in failback["message"]
+
+
+def test_observe_only_proposes_an_automatic_failback_once_and_takes_none(fleet: Fleet) -> None:
+    """Observe-only: an operator switched s1 over; its production is healthy again, and failback
+    is automatic: the daemon proposes it (once) and leaves s1 switched."""
+    fleet.write_config(
+        safety={"observe_only": True}, failback={"mode": "automatic", "stable_for": "500ms"}
+    )
+    fleet.start_daemon()
+    assert fleet.ha("switchover", "s1", "--wait").returncode == 0
+    time.sleep(2.5)  # production healthy for five times stable_for
+    assert fleet.state("s1") == ("switched", "replica")
+    proposals = [e for e in events(fleet, "proposal", "s1") if e["data"]["action"] == "failback"]
+    assert [(p["data"]["mode"], p["message"]) for p in proposals] == [
+        ("observe", "would failback (observing only): production healthy for 500ms")
+    ]
