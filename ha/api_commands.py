@@ -24,11 +24,10 @@ from ha.groups import (
     in_flight_to,
     member_action,
     member_refusal,
-    pause_conflict,
-    pause_leaves,
     skip_reason,
 )
 from ha.groups_config import GROUP_ACTIONS, GROUP_BUTTONS, GroupConfig
+from ha.groups_pause import pause_conflict, pause_leaves
 from ha.machine import RUNBOOK_STATES
 from ha.runbook import Runbook
 from ha.scenario import SUPPOSABLE, Scenario

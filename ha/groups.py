@@ -24,8 +24,9 @@ from typing import Any
 import structlog
 
 from ha.ar_runner import RecoveryTests
-from ha.commands import FORCE_OVERRIDES, RECOVER_NEEDS_ACTIVE, Intent, Outcome, conflict
+from ha.commands import FORCE_OVERRIDES, RECOVER_NEEDS_ACTIVE, Intent, Outcome
 from ha.groups_config import GROUP_ACTIONS, GroupConfig
+from ha.groups_pause import held_note, hold_unmoved
 from ha.machine import RUNBOOK_STATES
 from ha.scenario import Scenario
 from ha.store import JournalCursor, JournalEvent, Side, Store
@@ -124,18 +125,6 @@ def group_conflict(daemon: Any, group: str, action: str, active: Side | None) ->
     return None
 
 
-def pause_leaves(member: Scenario, action: str) -> str | None:
-    """Why a group's pause or resume leaves the member as it is (already paused, not paused)."""
-    return conflict(member, action, force=False, now=0.0)
-
-
-def pause_conflict(group: str, action: str) -> str:
-    """Why a group's pause or resume has nothing to do: every member is so already."""
-    if action == "pause":
-        return f"every member of group {group} is paused already"
-    return f"no member of group {group} is paused"
-
-
 @dataclass
 class GroupCommand:
     group: GroupConfig
@@ -145,31 +134,6 @@ class GroupCommand:
     report: dict[str, str] = field(default_factory=dict)
     cancelled_by: str | None = None  # who cancelled it: no other member starts
     held_back: set[str] = field(default_factory=set)  # members not started for the cancel
-
-
-async def hold_unmoved(
-    scenarios: Mapping[str, Scenario], command: GroupCommand, actor: str, why: str
-) -> list[str]:
-    """Pause the members an automatic failover leaves running (those it did not move), so that
-    a dead one does not start it again at the next look (the daemon's next start, say); the
-    names paused."""
-    held = []
-    for name in command.group.scenarios:
-        member = scenarios[name]
-        if member.state == "running" and not member.record.paused:
-            await member.set_paused(True, actor, why)
-            held.append(name)
-    return held
-
-
-def held_note(held: list[str], group: str) -> str:
-    if not held:
-        return ""
-    return (
-        f"; {', '.join(held)} paused, or a dead member would start the automatic failover"
-        f" again (at the daemon's next start, say): `ha group resume {group}` lets the daemon"
-        " act again"
-    )
 
 
 class GroupRunner:
@@ -301,7 +265,8 @@ class GroupRunner:
         if failed and command.actor == "detector" and command.action == "failover":
             name = command.group.name
             why = f"the automatic failover of group {name} failed"
-            extra["paused"] = await hold_unmoved(self.scenarios, command, "detector", why)
+            members = [self.scenarios[member] for member in command.group.scenarios]
+            extra["paused"] = await hold_unmoved(members, "detector", why)
             summary += held_note(extra["paused"], name)
         await self._journal(
             command,

@@ -12,15 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from ha.autopilot import new_runbook_id
 from ha.commands import RUNBOOK_COMMANDS, Intent, Outcome, conflict
-from ha.groups import (
-    GroupCommand,
-    group_conflict,
-    held_note,
-    hold_unmoved,
-    pause_conflict,
-    pause_leaves,
-)
+from ha.groups import GroupCommand, group_conflict
 from ha.groups_config import GroupConfig
+from ha.groups_pause import held_note, hold_unmoved, pause_conflict, pause_leaves
 from ha.machine import RUNBOOK_STATES
 from ha.store import JournalEvent
 
@@ -132,7 +126,8 @@ async def _cancel_group(daemon: Daemon, name: str, intent: Intent) -> None:
         message = f"group {name}: {command.action} cancelled: {in_flight(daemon, command)}"
         if command.actor == "detector":
             why = f"the automatic failover of group {name} was cancelled"
-            held = await hold_unmoved(daemon.scenarios, command, intent.actor, why)
+            members = [daemon.scenarios[member] for member in command.group.scenarios]
+            held = await hold_unmoved(members, intent.actor, why)
             message += held_note(held, name)
         event = await daemon.store.append(
             JournalEvent(
