@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,8 +56,7 @@ def status_table(status: dict[str, Any]) -> str:
             notes.append(f"  {CANCELLED.format(who=group['cancelled_by'])}")
         report = group.get("last_report")
         if report and report["outstanding"]:
-            what = report["message"].removeprefix(f"group {group['name']}: ")
-            notes.append(f"  last command (#{report['id']}): {what}")
+            notes.append(f"  last command (#{report['id']}): {report['summary']}")
     notes.append(f"failover budget: {status['budget']}")
     if status["observe_only"]:
         notes.append("observe-only: automatic failovers are journaled as proposals, not taken")
@@ -66,14 +66,63 @@ def status_table(status: dict[str, Any]) -> str:
 CANCELLED = "cancelled by {who}: no other member starts; those in flight finish"
 
 
+LISTED = 6  # a group of more members is summed up: counts, and the exceptions by name
+
+
 def members_line(group: dict[str, Any]) -> str:
-    """A group's members as status shows them: ``s1 running, s2 running with its replica dead``."""
-    return ", ".join(
+    """A group's members as status shows them: ``s1 running, s2 running with its replica dead``;
+    more than LISTED: ``100 members: 97 running, 3 switched; r00005 switched, ...``, naming
+    those not in the most common state, paused or in trouble (up to LISTED)."""
+    members = group["members"]
+    if len(members) <= LISTED:
+        return ", ".join(_member(m) for m in members)
+    counts = Counter(m["state"] for m in members).most_common()
+    usual = counts[0][0]
+    odd = [m for m in members if m["state"] != usual or m.get("paused") or m.get("trouble")]
+    line = f"{len(members)} members: " + ", ".join(f"{n} {state}" for state, n in counts)
+    if odd:
+        line += "; " + ", ".join(_member(m) for m in odd[:LISTED])
+    if len(odd) > LISTED:
+        line += f" and {len(odd) - LISTED} more"
+    return line
+
+
+def _member(m: dict[str, Any]) -> str:
+    return (
         f"{m['name']} {m['state']}"
         + (" (paused)" if m.get("paused") else "")
         + (f" with its {m['trouble']}" if m.get("trouble") else "")
-        for m in group["members"]
     )
+
+
+def report_summary(group: str, order: list[str], data: dict[str, Any], message: str) -> str:
+    """A group report as status and the dashboard show it: its journal message (less "group
+    NAME: "); for a group of more than LISTED members, each outcome once with the members it
+    came to (a few named, in the group's ``order``), at most LISTED outcomes."""
+    members: dict[str, str] = data.get("members", {})
+    if len(members) <= LISTED:
+        return message.removeprefix(f"group {group}: ")
+    position = {name: index for index, name in enumerate(order)}
+    outcomes: dict[str, list[str]] = {}
+    for name in sorted(members, key=lambda name: position.get(name, 0)):
+        outcomes.setdefault(members[name], []).append(name)
+    parts = [f"{_few(names)}: {what}" for what, names in outcomes.items()]
+    if len(parts) > LISTED:
+        more = len(parts) - LISTED
+        parts = [*parts[:LISTED], f"{more} other outcomes (ha events --group {group})"]
+    ended = data.get("ended") or ("done" if data.get("ok") else "failed")
+    line = f"{data.get('action')} {ended}: " + "; ".join(parts)
+    paused = data.get("paused") or []
+    if paused:
+        line += f"; {_few(paused)} paused: `ha group resume {group}` lets the daemon act again"
+    return line
+
+
+def _few(names: list[str]) -> str:
+    """``s1, s2`` or, for more than three, ``40 members (s1, s2, s3, ...)``."""
+    if len(names) <= 3:
+        return ", ".join(names)
+    return f"{len(names)} members ({', '.join(names[:3])}, ...)"
 
 
 def event_line(event: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ha.format import report_summary
 from ha.groups_status import rollup, trouble
 from ha.scenario import SIDES, Scenario
 from ha.store import JournalEvent
@@ -98,13 +99,17 @@ def group_views(daemon: Any) -> list[dict[str, Any]]:
                     }
                     for m in members
                 ],
-                "last_report": _report_view(daemon.groups.reports.get(group.name), state),
+                "last_report": _report_view(
+                    daemon.groups.reports.get(group.name), state, group.scenarios
+                ),
             }
         )
     return views
 
 
-def _report_view(report: JournalEvent | None, state: str) -> dict[str, Any] | None:
+def _report_view(
+    report: JournalEvent | None, state: str, order: list[str]
+) -> dict[str, Any] | None:
     """A group's latest report; ``outstanding``: it failed and the group is not back in order
     (degraded, blocked or split), so that status shows it as it shows a blocked scenario's
     reason."""
@@ -117,6 +122,9 @@ def _report_view(report: JournalEvent | None, state: str) -> dict[str, Any] | No
         "action": report.data.get("action"),
         "ok": ok,
         "message": report.message,
+        "summary": report_summary(
+            str(report.data.get("group")), order, report.data, report.message
+        ),
         "members": report.data.get("members", {}),
         "outstanding": not ok and state in ("degraded", "blocked", "split"),
     }

@@ -64,7 +64,7 @@ function outstanding(g) {
   }
   const report = g.last_report;
   if (!report || !report.outstanding) return null;
-  return h("div", { class: "report" }, `last command (#${report.id}): ${report.message.replace(`group ${g.name}: `, "")}`);
+  return h("div", { class: "report" }, `last command (#${report.id}): ${report.summary}`);
 }
 
 export function overview(ctx) {

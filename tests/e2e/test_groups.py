@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -433,6 +434,41 @@ def test_ctrl_c_stops_following_not_the_group_command_and_says_so(fleet: Fleet) 
         lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 15, "the report"
     )
     assert report(fleet)["ok"] is True
+
+
+def test_status_sums_up_a_large_group_and_its_report(tmp_path: Path) -> None:
+    """Eight members (more than six), one wave: s8 dies, s5's replica is dead, so the together
+    failover fails at s5. Status counts the members' states and names the exceptions, and shows
+    the report's outcomes once each, rather than a line per member."""
+    fleet = Fleet(tmp_path, 8)
+    try:
+        fleet.write_config(
+            groups=[{"name": "big", "scenarios": fleet.names, "failover": "together"}]
+        )
+        fleet.start_daemon()
+        fleet.alive("s5", REPLICA, False)
+        fleet.wait_until(
+            lambda: fleet.api("GET", "/v1/scenarios/s5")[1]["replica"]["dead"], 10, "s5's replica"
+        )
+        fleet.kill("s8")
+        fleet.wait_until(
+            lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "the report"
+        )
+        status = fleet.ha("status").stdout
+        assert (
+            "group big: degraded (8 members: 7 switched, 1 running; s5 running (paused) with its"
+            " replica dead)\n  last command (#"
+        ) in status
+        assert (
+            "): failover failed: 7 members (s1, s2, s3, ...): switched, replica active; s5:"
+            " refused: replica fails its checks (script); failover to a dead replica is refused"
+            " (`ha failover s5 --force` overrides); s5 paused: `ha group resume big` lets the"
+            " daemon act again\n"
+        ) in status
+        (group,) = fleet.api("GET", "/v1/groups")[1]["groups"]
+        assert len(group["last_report"]["members"]) == 8  # the API keeps every member's outcome
+    finally:
+        fleet.stop()
 
 
 def test_group_failback_and_run_stop(fleet: Fleet) -> None:
