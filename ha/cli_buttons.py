@@ -9,7 +9,14 @@ from typing import Any
 
 from ha.cli_common import EXIT_FAILED, EXIT_OK, _load
 from ha.client import ApiClient, Verdict, goes_on, group_ended, runbook_ended, test_ended
-from ha.format import AR_RESULTS, event_line, plan_lines, test_history, test_plan
+from ha.format import (
+    AR_RESULTS,
+    event_line,
+    plan_lines,
+    report_message,
+    test_history,
+    test_plan,
+)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -89,7 +96,10 @@ def cmd_group(args: argparse.Namespace) -> int:
     members = set(group.scenarios) if group is not None else set()
 
     def verdict(event: dict[str, Any]) -> bool | None:
-        if event["kind"].startswith("group_") and event["data"].get("group") == args.name:
+        if event["kind"] == "group_report" and event["data"].get("group") == args.name:
+            order = group.scenarios if group is not None else None
+            print(event_line({**event, "message": report_message(event, order)}), flush=True)
+        elif event["kind"].startswith("group_") and event["data"].get("group") == args.name:
             print(event_line(event), flush=True)
         elif event["kind"] in AR_RESULTS and event["scenario"] in members:
             print(event_line(event), flush=True)  # a group test: each member's result

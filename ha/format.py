@@ -118,6 +118,14 @@ def report_summary(group: str, order: list[str], data: dict[str, Any], message: 
     return line
 
 
+def report_message(event: dict[str, Any], order: list[str] | None = None) -> str:
+    """A group report entry's message as the terminal shows it (summed up for a large group;
+    members in the group's ``order``, else as reported)."""
+    group = str(event["data"].get("group"))
+    summary = report_summary(group, order or [], event["data"], event["message"])
+    return f"group {group}: {summary}"
+
+
 def _few(names: list[str]) -> str:
     """``s1, s2`` or, for more than three, ``40 members (s1, s2, s3, ...)``."""
     if len(names) <= 3:

@@ -23,7 +23,7 @@ from ha.client import (
     runbook_ended,
     test_ended,
 )
-from ha.format import members_line
+from ha.format import members_line, report_message
 from ha.playbook.expr import ExpressionError, evaluate, fill
 from ha.playbook.model import Play, Playbook, Task
 from ha.scenario import SUPPOSABLE
@@ -194,11 +194,11 @@ class Runner:
             return result
 
         going_on = goes_on(task.action, scenario=scenario, group=group)
-        if not self.client.follow(answer["command"], query, seen, going_on):
-            raise TaskFailed(
-                f"{task.action} of {group or scenario} did not complete: {ended['message']}"
-            )
-        self.say(f"  {ended['message']}")
+        followed = self.client.follow(answer["command"], query, seen, going_on)
+        message = report_message(ended) if group else ended["message"]
+        if not followed:
+            raise TaskFailed(f"{task.action} of {group or scenario} did not complete: {message}")
+        self.say(f"  {message}")
         return {"ok": True, **answer, "ended": ended}
 
     def _say_plan(self, answer: dict[str, Any], scenario: str | None, after: str | None) -> None:

@@ -467,6 +467,17 @@ def test_status_sums_up_a_large_group_and_its_report(tmp_path: Path) -> None:
         ) in status
         (group,) = fleet.api("GET", "/v1/groups")[1]["groups"]
         assert len(group["last_report"]["members"]) == 8  # the API keeps every member's outcome
+
+        fleet.alive("s5", REPLICA, True)
+        fleet.wait_until(
+            lambda: not fleet.api("GET", "/v1/scenarios/s5")[1]["replica"]["dead"], 10, "replica"
+        )
+        pushed = fleet.ha("group", "failover", "big", "--wait")  # --wait sums it up too
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        assert (
+            " group_report: group big: failover done: 7 members (s1, s2, s3, ...): already on the"
+            " replica; s5: switched, replica active [api:local:"
+        ) in pushed.stdout.splitlines()[-1]
     finally:
         fleet.stop()
 
