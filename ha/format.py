@@ -59,7 +59,9 @@ def status_table(status: dict[str, Any]) -> str:
             notes.append(f"  last command (#{report['id']}): {report['summary']}")
     notes.append(f"failover budget: {status['budget']}")
     if status["observe_only"]:
-        notes.append("observe-only: automatic failovers are journaled as proposals, not taken")
+        notes.append(
+            "observe-only: automatic failovers and failbacks are journaled as proposals, not taken"
+        )
     return "\n".join(lines + notes)
 
 
