@@ -27,6 +27,44 @@ function offered(g, action) {
   return action !== "cancel" || (driving && !g.cancelled_by);
 }
 
+function member(m) {
+  return h(
+    "span",
+    { class: "member", "data-member": m.name },
+    `${m.name} `,
+    badge(m.state),
+    m.trouble ? h("span", { class: "tag" }, m.trouble) : null,
+    m.paused ? h("span", { class: "tag" }, "paused") : null,
+  );
+}
+
+// A group of more than LISTED members is summed up, as `ha status` does: the count of each
+// state, the members not in the most common one (or paused, or in trouble), and every member
+// behind "all N members" (kept open across refreshes).
+const LISTED = 6;
+const opened = new Set();
+
+function members(g) {
+  if (g.members.length <= LISTED) return g.members.map(member);
+  const counts = new Map();
+  for (const m of g.members) counts.set(m.state, (counts.get(m.state) || 0) + 1);
+  const sorted = [...counts].sort((a, b) => b[1] - a[1]);
+  const usual = sorted[0][0];
+  const odd = g.members.filter((m) => m.state !== usual || m.paused || m.trouble);
+  const all = h(
+    "details",
+    {
+      class: "all-members",
+      open: opened.has(g.name),
+      ontoggle: (event) => (event.target.open ? opened.add(g.name) : opened.delete(g.name)),
+    },
+    h("summary", {}, `all ${g.members.length} members`),
+    g.members.map(member),
+  );
+  const counted = sorted.map(([state, n]) => `${n} ${state.replace(/_/g, " ")}`).join(", ");
+  return [h("div", { class: "counts" }, `${g.members.length} members: ${counted}`), odd.map(member), all];
+}
+
 function groupRow(ctx, g) {
   const buttons = ctx.canAct()
     ? ctx.groupActions.filter((action) => offered(g, action)).map((action) =>
@@ -44,14 +82,7 @@ function groupRow(ctx, g) {
     h("td", {}, g.name),
     h("td", { class: "state" }, badge(g.state)),
     h("td", {}, g.failover),
-    h("td", {}, ...g.members.map((m) => h(
-      "span",
-      { class: "member" },
-      `${m.name} `,
-      badge(m.state),
-      m.trouble ? h("span", { class: "tag" }, m.trouble) : null,
-      m.paused ? h("span", { class: "tag" }, "paused") : null,
-    )), outstanding(g)),
+    h("td", {}, ...members(g), outstanding(g)),
     h("td", {}, h("div", { class: "buttons" }, buttons)),
   );
 }

@@ -232,3 +232,35 @@ def test_a_group_is_paused_and_resumed_from_its_row(
     expect(page.locator(".toast, #toast")).to_contain_text("accepted: group pair: s1, s2 resumed")
     expect(row.locator(".member .tag")).to_have_count(0)
     expect(row.locator("button[data-action=resume]")).to_have_count(0)
+
+
+def test_a_large_group_is_summed_up_in_its_row(browser: BrowserContext, tmp_path: Path) -> None:
+    """Eight members (more than six): the row counts their states and shows the exceptions (a
+    dead replica, a paused member); every member is behind "all 8 members", which stays open
+    across the overview's refreshes."""
+    (tmp_path / "big").mkdir()
+    fleet = ApiFleet(tmp_path / "big", 8)
+    try:
+        fleet.write_config(
+            failover={"mode": "manual"}, groups=[{"name": "big", "scenarios": fleet.names}]
+        )
+        fleet.start_daemon()
+        assert fleet.ha("pause", "s3").returncode == 0
+        fleet.alive("s5", "127.0.0.3", False)
+        page = browser.new_page()
+        log_in(page, fleet, fleet.operator)
+        row = page.locator("tr[data-group=big]")
+        expect(row.locator(".counts")).to_have_text("8 members: 8 running")
+        shown = row.locator("td > span.member")
+        expect(shown).to_have_text(["s3 runningpaused", "s5 runningreplica dead"], timeout=10_000)
+        everyone = row.locator("details.all-members span.member")
+        expect(everyone).to_have_count(8)
+        expect(everyone.first).to_be_hidden()
+        row.locator("details.all-members summary").click()
+        expect(everyone.first).to_be_visible()
+        fleet.alive("s5", "127.0.0.3", True)  # the overview refreshes: the list stays open
+        expect(shown).to_have_text(["s3 runningpaused"], timeout=10_000)
+        expect(everyone.nth(7)).to_be_visible()
+        page.screenshot(path=tmp_path / "big-group.png")
+    finally:
+        fleet.stop()
