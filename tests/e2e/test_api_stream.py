@@ -185,14 +185,15 @@ def test_ha_events_follow_rides_through_a_restart_of_the_daemon(fleet: ApiFleet)
             fleet.start_daemon()
             command(fleet, "s1", "resume")
             resumed = line_with(follow.stdout, "s1 resumed:")
+            assert follow.stderr is not None  # read until it says so (the watchdog bounds it)
+            said = [line_with(follow.stderr, "cannot reach the daemon")]
+            said.append(line_with(follow.stderr, "ha: the daemon answers again"))
         finally:
             watchdog.cancel()
             follow.kill()
-        assert follow.stderr is not None
-        said = follow.stderr.read()
     assert "s1 resumed:" in resumed
-    assert "cannot reach the daemon" in said
-    assert "ha: the daemon answers again" in said
+    assert "cannot reach the daemon" in said[0]
+    assert "ha: the daemon answers again" in said[1]
 
 
 def test_the_daemon_stops_promptly_with_streams_open(fleet: ApiFleet) -> None:
