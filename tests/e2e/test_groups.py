@@ -43,13 +43,27 @@ def report(fleet: Fleet) -> dict:
     return next(e for e in fleet.journal() if e["kind"] == "group_report")["data"]
 
 
+def wait_report(fleet: Fleet, timeout: float = 30) -> None:
+    fleet.wait_until(
+        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), timeout, "the report"
+    )
+
+
+def replica_alive(fleet: Fleet, name: str, alive: bool) -> None:
+    """Make ``name``'s replica answer or not, and wait until the daemon sees it so."""
+    fleet.alive(name, REPLICA, alive)
+    fleet.wait_until(
+        lambda: fleet.api("GET", f"/v1/scenarios/{name}")[1]["replica"]["dead"] is not alive,
+        10,
+        f"{name}'s replica {'alive' if alive else 'dead'}",
+    )
+
+
 def test_together_one_member_dies_all_switch_in_waves(fleet: Fleet) -> None:
     fleet.write_config(groups=TOGETHER)
     fleet.start_daemon()
     fleet.kill("s2")
-    fleet.wait_until(
-        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "report"
-    )
+    wait_report(fleet)
 
     assert report(fleet)["ok"] is True
     for name in ("s1", "s2", "s3"):
@@ -73,9 +87,7 @@ def test_a_together_group_fails_back_together_once_every_production_is_stable(
     fleet.write_config(groups=TOGETHER, failback={"mode": "automatic", "stable_for": "1s"})
     fleet.start_daemon()
     fleet.kill("s2")
-    fleet.wait_until(
-        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "the failover"
-    )
+    wait_report(fleet)
     time.sleep(2.5)  # s1's and s3's productions: healthy for more than stable_for
     assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("switched", "replica")] * 3
     assert not [e for e in fleet.journal() if "-> failing_back" in e["message"]]
@@ -132,9 +144,7 @@ def test_a_member_an_operator_has_is_left_as_it_is_by_a_together_failover(
     else:
         assert fleet.ha(how, "s1").returncode == 0
     fleet.kill("s2")
-    fleet.wait_until(
-        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "report"
-    )
+    wait_report(fleet)
     assert report(fleet)["ok"] is True
     assert report(fleet)["members"]["s1"] == left
     assert fleet.state("s1") == (state, "production")
@@ -164,9 +174,7 @@ def test_a_together_failover_waits_for_a_switchover_in_flight_and_leaves_a_failb
         lambda: any(e["kind"] == "group_command" for e in fleet.journal()), 20, "together"
     )
     fleet.alive("s1", REPLICA, True)  # s1's switchover goes on
-    fleet.wait_until(
-        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "report"
-    )
+    wait_report(fleet)
     assert report(fleet)["ok"] is True, report(fleet)
     assert report(fleet)["members"] == {
         "s1": "switched, replica active",
@@ -181,10 +189,7 @@ def test_a_together_failover_waits_for_a_switchover_in_flight_and_leaves_a_failb
 def test_a_member_with_a_dead_replica_stops_the_later_waves_with_a_report(fleet: Fleet) -> None:
     fleet.write_config(groups=ORDERED)
     fleet.start_daemon()
-    fleet.alive("s2", REPLICA, False)
-    fleet.wait_until(
-        lambda: fleet.api("GET", "/v1/scenarios/s2")[1]["replica"]["dead"], 10, "s2's replica dead"
-    )
+    replica_alive(fleet, "s2", False)
     # Nothing to fail s2 over to: the group is not "protected", and status says which member.
     assert farm(fleet)["state"] == "degraded"
     assert [m["trouble"] for m in farm(fleet)["members"]] == [None, "replica dead", None]
@@ -291,9 +296,7 @@ def test_a_cancelled_group_failover_starts_no_other_member_also_after_a_restart(
     fleet.stop_daemon(signal.SIGKILL)  # the cancel is in the journal: a restart keeps it
     fleet.start_daemon()
     fleet.open_gate()
-    fleet.wait_until(
-        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 15, "the report"
-    )
+    wait_report(fleet, 15)
     resumed = next(e for e in fleet.journal() if e["kind"] == "group_resumed")
     assert "; cancelled by api:local:" in resumed["message"]
     assert resumed["message"].endswith(": no other member starts")
@@ -323,9 +326,7 @@ def test_a_cancelled_automatic_failover_pauses_the_members_it_did_not_move(fleet
         " (at the daemon's next start, say): `ha group resume farm` lets the daemon act again\n"
     )
     fleet.open_gate()
-    fleet.wait_until(
-        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 15, "the report"
-    )
+    wait_report(fleet, 15)
     fleet.stop_daemon()
     fleet.start_daemon()  # s3 is still dead: a look at it would start the failover again
     time.sleep(1.5)
@@ -343,14 +344,9 @@ def test_a_failed_automatic_failover_pauses_the_members_it_did_not_move(fleet: F
     next start looked at s3 again and started the failover anew."""
     fleet.write_config(groups=TOGETHER)
     fleet.start_daemon()
-    fleet.alive("s1", REPLICA, False)
-    fleet.wait_until(
-        lambda: fleet.api("GET", "/v1/scenarios/s1")[1]["replica"]["dead"], 10, "s1's replica dead"
-    )
+    replica_alive(fleet, "s1", False)
     fleet.kill("s3")
-    fleet.wait_until(
-        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "the report"
-    )
+    wait_report(fleet)
     ended = report(fleet)
     assert (ended["ok"], ended["ended"]) == (False, "failed")
     assert ended["members"]["s1"].startswith("refused: replica fails its checks")
@@ -412,9 +408,7 @@ def test_group_pause_holds_every_member_and_resume_lets_the_daemon_act(fleet: Fl
     assert fleet.state("s3") == ("running", "production")
     resumed = fleet.ha("group", "resume", "farm")
     assert resumed.stdout == "accepted: group farm: s1, s2, s3 resumed\n"
-    fleet.wait_until(
-        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "the report"
-    )
+    wait_report(fleet)
     assert report(fleet)["ok"] is True
     assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("switched", "replica")] * 3
 
@@ -430,9 +424,7 @@ def test_ctrl_c_stops_following_not_the_group_command_and_says_so(fleet: Fleet) 
         " ha group cancel farm)\n"
     )
     fleet.open_gate()
-    fleet.wait_until(
-        lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 15, "the report"
-    )
+    wait_report(fleet, 15)
     assert report(fleet)["ok"] is True
 
 
@@ -446,14 +438,9 @@ def test_status_sums_up_a_large_group_and_its_report(tmp_path: Path) -> None:
             groups=[{"name": "big", "scenarios": fleet.names, "failover": "together"}]
         )
         fleet.start_daemon()
-        fleet.alive("s5", REPLICA, False)
-        fleet.wait_until(
-            lambda: fleet.api("GET", "/v1/scenarios/s5")[1]["replica"]["dead"], 10, "s5's replica"
-        )
+        replica_alive(fleet, "s5", False)
         fleet.kill("s8")
-        fleet.wait_until(
-            lambda: any(e["kind"] == "group_report" for e in fleet.journal()), 30, "the report"
-        )
+        wait_report(fleet)
         status = fleet.ha("status").stdout
         assert (
             "group big: degraded (8 members: 7 switched, 1 running; s5 running (paused) with its"
@@ -468,10 +455,7 @@ def test_status_sums_up_a_large_group_and_its_report(tmp_path: Path) -> None:
         (group,) = fleet.api("GET", "/v1/groups")[1]["groups"]
         assert len(group["last_report"]["members"]) == 8  # the API keeps every member's outcome
 
-        fleet.alive("s5", REPLICA, True)
-        fleet.wait_until(
-            lambda: not fleet.api("GET", "/v1/scenarios/s5")[1]["replica"]["dead"], 10, "replica"
-        )
+        replica_alive(fleet, "s5", True)
         pushed = fleet.ha("group", "failover", "big", "--wait")  # --wait sums it up too
         assert pushed.returncode == 0, pushed.stdout + pushed.stderr
         assert (
