@@ -28,11 +28,16 @@ class Fleet(DaemonRunner):
                 self.alive(name, address, True)
 
     def alive(self, name: str, address: str, alive: bool) -> None:
-        path = self.dir / f"{name}@{address}.alive"
-        if alive:
-            path.touch()
-        else:
-            path.unlink(missing_ok=True)
+        _flag(self.dir / f"{name}@{address}.alive", alive)
+
+    def replica_seen(self, name: str, alive: bool) -> None:
+        """Make ``name``'s replica answer or not, and wait until the daemon sees it so."""
+        self.alive(name, SERVERS["replica"], alive)
+        self.wait_until(
+            lambda: self.api("GET", f"/v1/scenarios/{name}")[1]["replica"]["dead"] is not alive,
+            10,
+            f"{name}'s replica {'alive' if alive else 'dead'}",
+        )
 
     def kill(self, name: str) -> None:
         self.alive(name, SERVERS["production"], False)
@@ -46,11 +51,7 @@ class Fleet(DaemonRunner):
 
     def primary(self, name: str, address: str, primary: bool) -> None:
         """Make ``address`` of scenario ``name`` answer (or not) as active to its active_check."""
-        path = self.dir / f"{name}@{address}.primary"
-        if primary:
-            path.touch()
-        else:
-            path.unlink(missing_ok=True)
+        _flag(self.dir / f"{name}@{address}.primary", primary)
 
     def fenced(self, machine: str) -> bool:
         return (self.dir / f"{machine}.off").exists()
@@ -158,6 +159,13 @@ class Fleet(DaemonRunner):
         }
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         return self.config_path
+
+
+def _flag(path: Path, on: bool) -> None:
+    if on:
+        path.touch()
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _fill_name(value: Any, name: str) -> Any:

@@ -252,8 +252,7 @@ def test_check_mode_foresees_a_refused_member_and_shows_the_rollback(
 ) -> None:
     playbook = tmp_path / "rollback.yaml"
     playbook.write_text(ROLLBACK)
-    farm.alive("s2", "127.0.0.3", False)  # a switchover of s2 would be refused
-    farm.wait_until(lambda: "farm: degraded" in farm.ha("status").stdout, 10, "degraded")
+    farm.replica_seen("s2", False)  # a switchover of s2 would be refused
     before = [e["id"] for e in farm.journal() if e["kind"] in ACTING]
     plan = farm.ha("group", "switchover", "farm", "--dry-run").stdout.splitlines()
     assert plan[1:] == [
@@ -361,10 +360,7 @@ def test_a_failed_task_says_how_to_go_on_from_it_and_start_at_task_does(
 ) -> None:
     playbook = tmp_path / "two.yaml"
     playbook.write_text(STEPS)
-    farm.alive("s2", "127.0.0.3", False)  # s2 has no replica to switch to
-    farm.wait_until(
-        lambda: "s2 running with its replica dead" in farm.ha("status").stdout, 10, "dead"
-    )
+    farm.replica_seen("s2", False)  # s2 has no replica to switch to
     failed = farm.ha("play", str(playbook))
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert failed.stdout.splitlines()[-1] == (
