@@ -162,7 +162,7 @@ def _merge(scenario: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]
         if isinstance(defaults.get(key), dict):
             own = result.get(key)
             result[key] = {**defaults[key], **(own if isinstance(own, dict) else {})}
-    if defaults.get("assured_recovery") and "assured_recovery" not in result:
+    if defaults.get("assured_recovery") is not None and "assured_recovery" not in result:
         result["assured_recovery"] = defaults["assured_recovery"]
     checks = result.get("checks")
     if isinstance(checks, list):

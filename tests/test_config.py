@@ -236,6 +236,18 @@ def test_group_members_inherit_defaults_unless_they_override(tmp_path: Path) -> 
     assert config.groups[0].waves() == [["db"], ["app"], ["web"]]
 
 
+def test_an_empty_assured_recovery_default_turns_it_on_for_members_without_their_own(
+    tmp_path: Path,
+) -> None:
+    """``assured_recovery: {}`` (every setting at its default: ``ha test`` only) turns it on, in
+    a group's defaults as in a scenario; a member's own section wins."""
+    text = FARM.replace("failback: {mode: automatic}}", "assured_recovery: {}}")
+    text = text.replace("failback: {stable_for: 1m}}", "assured_recovery: {timeout: 1m}}")
+    config = load_config(write(tmp_path, text))
+    tests = [s.assured_recovery for s in config.scenarios]
+    assert [t.timeout if t is not None else None for t in tests] == [600.0, 600.0, 60.0]
+
+
 def test_a_bad_group_default_names_its_field(tmp_path: Path) -> None:
     text = FARM.replace("failback: {mode: automatic}", "failback: {mode: sometimes}")
     assert errors_of(tmp_path, text) == [
