@@ -241,7 +241,15 @@ def test_an_empty_assured_recovery_default_turns_it_on_for_members_without_their
 ) -> None:
     """``assured_recovery: {}`` (every setting at its default: ``ha test`` only) turns it on, in
     a group's defaults as in a scenario; a member's own section wins."""
-    text = FARM.replace("failback: {mode: automatic}}", "assured_recovery: {}}")
+    commands = ("status", "power_on", "power_off", "snapshot", "revert", "delete_snapshot")
+    lab = ", ".join(f"{command}: 'true'" for command in commands)
+    text = f"providers: {{lab: {{type: script, {lab}}}}}\n" + FARM
+    for replica in ("127.0.0.3", "127.0.0.5", "127.0.0.7"):
+        text = text.replace(
+            f"replica: {{address: {replica}}}",
+            f"replica: {{address: {replica}, machine: {{provider: lab, name: r{replica[-1]}}}}}",
+        )
+    text = text.replace("failback: {mode: automatic}}", "assured_recovery: {}}")
     text = text.replace("failback: {stable_for: 1m}}", "assured_recovery: {timeout: 1m}}")
     config = load_config(write(tmp_path, text))
     tests = [s.assured_recovery for s in config.scenarios]
