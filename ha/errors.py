@@ -8,6 +8,7 @@
     │   ├── UnknownScenario    no scenario of that name (API: 404)
     │   └── StateConflict      the request makes no sense in the current state (API: 409)
     ├── StoreError         the store could not read or write durably
+    ├── StartError         the daemon cannot start: its state or its API address is taken
     ├── ActionError        something acting on the outside world failed
     │   ├── CommandFailed      a user-defined command exited non-zero or timed out
     │   ├── ProviderError      a provider could not read or change a machine
@@ -50,6 +51,10 @@ class StateConflict(RequestError):
 
 class StoreError(HAError):
     """The store could not read or write durably."""
+
+
+class StartError(HAError):
+    """The daemon cannot start: another daemon holds its state, or its API address is taken."""
 
 
 class ActionError(HAError):

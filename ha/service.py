@@ -8,11 +8,15 @@ scenarios in bench/monitor_scale), or asyncio's own with ``HA_EVENT_LOOP=asyncio
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import gc
 import os
 import signal
+import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -21,10 +25,11 @@ from ha.api import create_app
 from ha.api_feed import JournalFeed
 from ha.config import ApiConfig, Config
 from ha.daemon import Daemon
-from ha.errors import ConfigError
+from ha.errors import ConfigError, StartError
 from ha.logs import configure_logging
 from ha.metrics import Metrics
 from ha.notify import Notifier
+from ha.store.etcd_target import EtcdTarget
 from ha.token import LOCAL, Tokens, ensure_token, token_digest
 
 log = structlog.get_logger("ha.service")
@@ -35,9 +40,70 @@ LOOPS = ("uvloop", "asyncio")
 
 
 def serve(config: Config) -> None:
-    """Run the daemon (``run_daemon``) on the event loop ``HA_EVENT_LOOP`` names."""
+    """Run the daemon (``run_daemon``) on the event loop ``HA_EVENT_LOOP`` names, the only one
+    on its state (``sole_daemon``)."""
+    with sole_daemon(config.state):
+        run_service(config)
+
+
+def run_service(config: Config) -> None:
+    """``serve`` for a caller that holds ``sole_daemon`` already (the demo)."""
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(run_daemon(config))
+
+
+@contextlib.contextmanager
+def sole_daemon(state: Path | EtcdTarget) -> Iterator[None]:
+    """One daemon per SQLite state file: a second one would decide for the same scenarios (two
+    failovers of one service). An exclusive lock on ``STATE.lock``, which holds the PID of the
+    daemon that has it, taken before anything is read or done; the kernel releases it when the
+    process ends, also when it is killed. Several daemons on one etcd state (``cluster``) are
+    meant to be: they elect a leader instead. Raises StartError."""
+    if isinstance(state, EtcdTarget):
+        yield
+        return
+    path = state.with_name(state.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StartError(f"cannot open the lock of state file {state}: {exc}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise StartError(
+                f"state file {state} is in use by another daemon (pid {holder}; lock {path}):"
+                " stop that one first, or give this one a state file of its own"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_listen(api: ApiConfig) -> None:
+    """Raise StartError now if the API's address is taken, before the daemon acts (resumes a
+    runbook) only to stop when it cannot listen."""
+    try:
+        places = socket.getaddrinfo(
+            api.listen, api.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in places:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+    except OSError as exc:
+        raise cannot_listen(api, exc) from exc
+
+
+def cannot_listen(api: ApiConfig, exc: OSError) -> StartError:
+    return StartError(
+        f"api: cannot listen on {api.listen} port {api.port}: {exc.strerror or exc}"
+        " (another program has it? set api.port)"
+    )
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -100,6 +166,7 @@ async def run_daemon(config: Config) -> None:
     configure_logging(config.log.level, config.log.format)
     tokens = api_tokens(config.api)
     tls = server_tls(config.api)
+    check_listen(config.api)
     daemon = Daemon(config)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -122,7 +189,10 @@ async def run_daemon(config: Config) -> None:
         notifier.start()
         await runner.setup()
         site = web.TCPSite(runner, config.api.listen, config.api.port, ssl_context=tls)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # taken since check_listen
+            raise cannot_listen(config.api, exc) from exc
         scheme = "https" if tls else "http"
         log.info("api listening", url=f"{scheme}://{config.api.listen}:{config.api.port}")
         settle_heap()
