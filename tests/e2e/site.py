@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ha.demo import SERVERS, _free_port, _pid
+from ha.demo import SERVERS, _free_port, _pid, add_machine
 from tests.servers.ports import free_port
 
 NAME = "web"
@@ -157,10 +157,8 @@ class Site(DaemonRunner):
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
         self.port = _free_port(list(SERVERS.values()))
-        (directory / "port").write_text(str(self.port))
-        for name in SERVERS:
-            (directory / name).mkdir()
-            (directory / name / "index.html").write_text(f"{name}\n")
+        for name, address in SERVERS.items():
+            add_machine(directory, name, address, self.port, f"{name}\n")
         self.active = directory / "active-address"
         self.active.write_text(SERVERS["production"] + "\n")
 

@@ -18,7 +18,8 @@ ACTING = ("transition", "command", "group_command", "proposal")
 
 
 def play(fleet: Fleet, name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return fleet.ha("play", str(PLAYBOOKS / name), *args, timeout=120)
+    """An example, on the group farm (their vars name the demo's group: test_demo runs them)."""
+    return fleet.ha("play", str(PLAYBOOKS / name), "-e", "group=farm", *args, timeout=120)
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ def test_check_mode_changes_nothing(farm: Fleet) -> None:
 
 
 def test_a_pause_without_a_terminal_or_yes_stops_the_play(farm: Fleet) -> None:
-    stopped = play(farm, "dr-drill.yaml")
+    stopped = play(farm, "dr-drill.yaml", "-e", "probe=s2")
     assert stopped.returncode == 1
     assert "cannot ask: no terminal (use --yes)" in stopped.stdout
     assert not [e for e in farm.journal() if e["kind"] == "group_command"]
