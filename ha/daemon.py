@@ -244,14 +244,17 @@ class Daemon:
 
     async def _evaluate(self, scenario: Scenario, now: float, verdict: Verdict | None) -> None:
         group = self.config.group_of(scenario.name)
-        if scenario.record.paused or (group is not None and self.groups.holds(group.name)):
+        if group is not None and self.groups.holds(group.name):
             self.agenda.mark(scenario.name)  # not evaluated: the next cycle looks again
             return
-        parts = self.parts[scenario.name]
         split = scenario.split_reason() if scenario.state in ("running", "switched") else None
-        if split is not None:
+        if split is not None:  # also while paused: a split is reported, it acts on nothing
             await self.pull(scenario, "split", reason=split)
             return
+        if scenario.record.paused:
+            self.agenda.mark(scenario.name)
+            return
+        parts = self.parts[scenario.name]
         if scenario.state == "running":
             kwargs = await self.autopilot.on_running(scenario, parts, now, verdict)
             if kwargs is None:

@@ -323,6 +323,26 @@ def test_both_sides_active_is_a_split_recovered_for_the_whole_group(fleet: Fleet
         assert fleet.fenced(f"{name}-prod")
 
 
+def test_a_paused_scenario_still_goes_split_and_nothing_moves(fleet: Fleet) -> None:
+    """Maintenance keeps checking and reporting: both sides answering as active is a split also
+    while paused (as users sent to the standby side already was); nothing is fenced or moved."""
+    fleet.write_config(active_check=True, fence=True)
+    for name in fleet.names:
+        fleet.primary(name, "127.0.0.2", True)
+    fleet.start_daemon()
+    assert fleet.ha("pause", "s2").returncode == 0
+    fleet.primary("s2", REPLICA, True)
+    fleet.wait_state("split", name="s2")
+    assert fleet.state("s2") == ("split", "production")
+    assert "both production and replica answer as active" in fleet.ha("status").stdout
+    assert not fleet.fenced("s2-prod")
+
+    fleet.primary("s2", REPLICA, False)
+    recovered = fleet.ha("recover", "s2", "--active", "production", "--wait")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert fleet.state("s2") == ("running", "production")
+
+
 def test_users_sent_to_the_standby_side_is_a_split(fleet: Fleet) -> None:
     fleet.write_config(split={"redirect_interval": "300ms"})
     fleet.start_daemon()
