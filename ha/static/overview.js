@@ -8,7 +8,7 @@ function scenarioRow(s) {
   return h(
     "tr",
     { "data-scenario": s.name },
-    h("td", {}, h("a", { href: `#/scenario/${encodeURIComponent(s.name)}` }, s.name)),
+    h("td", { class: "name" }, h("a", { href: `#/scenario/${encodeURIComponent(s.name)}` }, s.name)),
     h("td", { class: "state" }, badge(s.state), s.paused ? h("span", { class: "tag" }, "paused") : null),
     h("td", { class: "active" }, `${s.active} `, h("span", { class: "muted" }, s.active_address)),
     h("td", {}, s.mode),
@@ -79,7 +79,7 @@ function groupRow(ctx, g) {
   return h(
     "tr",
     { "data-group": g.name },
-    h("td", {}, g.name),
+    h("td", { class: "name" }, g.name),
     h("td", { class: "state" }, badge(g.state)),
     h("td", {}, g.failover),
     h("td", {}, ...members(g), outstanding(g)),
