@@ -35,7 +35,7 @@ from ha.cli_tools import (
 )
 from ha.client import ApiClient, ApiError, ApiUnavailable, Interrupted
 from ha.config import load_config
-from ha.errors import ConfigError, HAError
+from ha.errors import ConfigError, HAError, PlaybookError
 from ha.format import event_line, proposal_lines, status_table
 from ha.groups_config import GROUP_BUTTONS
 from ha.logs import configure_logging
@@ -301,8 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ConfigError as exc:
-        where = getattr(args, "file", None) or _config_path(args)
-        what = "playbook" if args.command == "play" else "configuration"
+        playbook = isinstance(exc, PlaybookError)
+        mine = playbook or args.command == "validate"  # its FILE is the config
+        where = (getattr(args, "file", None) if mine else None) or _config_path(args)
+        what = "playbook" if playbook else "configuration"
         print(f"{where}: invalid {what}", file=sys.stderr)
         for path, message in exc.errors:
             print(f"  {path}: {message}" if path else f"  {message}", file=sys.stderr)

@@ -13,7 +13,7 @@ from pathlib import Path
 from ha.cli_common import EXIT_FAILED, EXIT_OK, _load
 from ha.client import ApiClient
 from ha.config import Config
-from ha.errors import ConfigError, RequestError
+from ha.errors import PlaybookError, RequestError
 
 
 def cmd_reports(args: argparse.Namespace) -> int:
@@ -74,7 +74,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     client = ApiClient(_load(args))
     unknown = preflight.problems(playbook, extra, client.request("GET", "/v1/status"), start)
     if unknown:
-        raise ConfigError(with_lines(args.file, unknown))
+        raise PlaybookError(with_lines(args.file, unknown))
     runner = Runner(
         client,
         check=args.check,

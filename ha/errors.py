@@ -4,6 +4,7 @@
 
     HAError
     ├── ConfigError        the configuration is invalid; carries every (path, message)
+    │   └── PlaybookError      a playbook is invalid, or names what the daemon does not have
     ├── RequestError       an operator request cannot be carried out
     │   ├── UnknownScenario    no scenario of that name (API: 404)
     │   └── StateConflict      the request makes no sense in the current state (API: 409)
@@ -35,6 +36,10 @@ class ConfigError(HAError):
         super().__init__(
             "\n".join(f"{path}: {message}" if path else message for path, message in errors)
         )
+
+
+class PlaybookError(ConfigError):
+    """A playbook is invalid, or names what the daemon does not have (each with its line)."""
 
 
 class RequestError(HAError):

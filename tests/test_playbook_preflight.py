@@ -169,3 +169,16 @@ def test_list_tasks_prints_each_task_in_a_line_and_asks_no_daemon(
         "  ROLLBACK TASK [A rollback may read any task's result] recover"
         " scenario='{{ moved.scenario }}' active=production",
     ]
+
+
+def test_a_good_playbook_with_a_missing_config_blames_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "move.yaml"
+    path.write_text("- name: Move\n  tasks:\n    - name: Go\n      failover: {scenario: web01}\n")
+    config = tmp_path / "none.yaml"
+    assert main(["play", str(path), "--check", "-c", str(config)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{config}: invalid configuration",
+        f"  cannot read {config}: No such file or directory",
+    ]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ha.config_errors import format_validation_error
 from ha.duration import Duration, format_duration
-from ha.errors import ConfigError
+from ha.errors import PlaybookError
 from ha.groups_config import GROUP_STATES
 from ha.machine import STATES
 from ha.playbook.expr import ExpressionError, check_expression
@@ -174,13 +174,13 @@ class Playbook(BaseModel):
 
     def start_of(self, name: str) -> tuple[int, int]:
         """Where ``--start-at-task NAME`` starts: the first task (not a rollback's) of that
-        name, as (play, task). Raises ConfigError listing the task names."""
+        name, as (play, task). Raises PlaybookError listing the task names."""
         for p, play in enumerate(self.plays):
             for t, task in enumerate(play.tasks):
                 if task.name == name:
                     return p, t
         names = ", ".join(f"[{task.name}]" for play in self.plays for task in play.tasks)
-        raise ConfigError([("--start-at-task", f"no task named {name!r}; its tasks: {names}")])
+        raise PlaybookError([("--start-at-task", f"no task named {name!r}; its tasks: {names}")])
 
 
 def _lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
@@ -200,28 +200,28 @@ def _lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...],
 
 
 def load_playbook(path: Path) -> Playbook:
-    """Read and validate a playbook; ConfigError names each bad field with its line."""
+    """Read and validate a playbook; PlaybookError names each bad field with its line."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([("", f"cannot read {path}: {exc.strerror or exc}")]) from None
+        raise PlaybookError([("", f"cannot read {path}: {exc.strerror or exc}")]) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(
+        raise PlaybookError(
             [("", f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}")]
         ) from None
     if not isinstance(data, list) or node is None:
-        raise ConfigError([("", "a playbook is a list of plays")])
+        raise PlaybookError([("", "a playbook is a list of plays")])
     try:
         return Playbook.model_validate({"plays": data})
     except ValidationError as exc:
         lines = _lines(node)
         errors = format_validation_error(exc, {"plays": data})
-        raise ConfigError(
+        raise PlaybookError(
             [(_with_line(where, lines), message) for where, message in errors]
         ) from None
 
