@@ -23,6 +23,7 @@ SERVERS = {"production": "127.0.0.2", "replica": "127.0.0.3"}
 TIERS = ("db", "app", "web")  # the order the stack fails over and back in
 GROUP = "demo-stack"
 STATE = "ha-state.db"  # next to the config
+EXAMPLES = Path(__file__).resolve().parent.parent / "playbooks"
 USAGE = (
     "usage: python -m ha.demo power on|off|status MACHINE DIR"
     " | python -m ha.demo snapshot|revert|delete MACHINE SNAPSHOT DIR"
@@ -210,8 +211,9 @@ def _commands(ha: str, config_path: Path, directory: Path) -> str:
         (f"{ha} group failback {GROUP} --wait", "production on again, back in waves"),
         (f"{ha} group switchover {GROUP} --dry-run", "what a switchover would do"),
         (f"{ha} test demo-web --wait", "rehearse recovery on the replica"),
-        (f"{ha} play playbooks/dr-drill.yaml --check", "a playbook's plan (the repo's examples)"),
     ]
+    if EXAMPLES.is_dir():  # a source checkout: its example playbooks name the demo's group
+        commands.append((f"{ha} play {EXAMPLES / 'dr-drill.yaml'} --check", "a playbook's plan"))
     width = max(len(command) for command, _ in commands)
     return "\n".join(
         f"  {command:<{width}}  # {what}" if what else f"  {command}" for command, what in commands
