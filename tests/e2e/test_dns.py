@@ -1,6 +1,7 @@
 """End to end on a real BIND9 primary and secondary: the daemon fails over and both servers
 answer the replica; BIND down mid-failover blocks the scenario (never half-redirected), and the
-same button completes it once BIND is back."""
+same button completes it once BIND is back; a playbook's --check leaves both servers' answers as
+they are, and the playbook itself moves them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from tests.e2e.site import DaemonRunner
+from tests.e2e.test_playbooks import PLAYBOOKS
 from tests.servers.bind import HOST, BindLab
 
 PRODUCTION, REPLICA = "127.0.0.2", "127.0.0.3"
@@ -119,3 +121,26 @@ def test_bind_down_blocks_the_failover_and_the_button_completes_it(
     resumed = site.ha("failover", "app", "--wait")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert answers(bind, "e2e-down") == ({REPLICA}, {REPLICA})
+
+
+def test_a_playbook_check_leaves_dns_as_it_is_and_the_playbook_moves_it(
+    site: DaemonRunner, bind: BindLab
+) -> None:
+    asyncio.run(bind.write("example.test", "e2e-play", "A", PRODUCTION, ttl=30))
+    write(site, bind, "e2e-play")
+    site.start_daemon()
+    migration = str(PLAYBOOKS / "planned-migration.yaml")
+    before = site.journal()
+
+    checked = site.ha("play", "--check", migration, "-e", "scenario=app")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    redirect = "  would: redirect: e2e-play.example.test A -> 127.0.0.3 in zone example.test at lab"
+    assert redirect in checked.stdout
+    assert answers(bind, "e2e-play") == ({PRODUCTION}, {PRODUCTION})
+    acting = [e for e in site.journal()[len(before) :] if e["kind"] not in ("check", "alert")]
+    assert acting == []
+
+    done = site.ha("play", migration, "-e", "scenario=app", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert answers(bind, "e2e-play") == ({REPLICA}, {REPLICA})
+    assert site.state("app") == ("switched", "replica")
