@@ -1,8 +1,9 @@
 """Playbooks: YAML in Ansible's idiom, validated before anything runs.
 
 A playbook is a list of plays; a play has a ``name``, ``vars``, ``tasks`` and optional ``rollback``
-tasks; a task has a ``name``, exactly one action, and optionally ``when``, ``register`` and
-``on_failure`` (stop, continue, rollback). Errors name the line and the field.
+tasks; a task has a ``name``, exactly one action, and optionally ``when`` (an expression, or a
+list of them that must all hold), ``register`` and ``on_failure`` (stop, continue, rollback).
+Errors name the line and the field.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ ACTIONS = (
 
 class Task(Model):
     name: str
-    when: str | None = None
+    when: str | None = Field(None, description="an expression; a list of them: all must hold")
     register_as: str | None = Field(None, alias="register", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     on_failure: Literal["stop", "continue", "rollback"] = "stop"
     run: Target | None = None
@@ -106,14 +107,16 @@ class Task(Model):
     wait: Duration | None = None
     pause: Pause | None = None
 
-    @field_validator("when")
+    @field_validator("when", mode="before")
     @classmethod
-    def _when_is_safe(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                check_expression(value)
-            except ExpressionError as exc:
-                raise ValueError(str(exc)) from None
+    def _when_is_safe(cls, value: Any) -> Any:
+        """One expression, or a list of them that must all hold (Ansible's AND), as one."""
+        if isinstance(value, str):
+            _safe(value)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            for expression in value:
+                _safe(expression, named=len(value) > 1)
+            return value[0] if len(value) == 1 else " and ".join(f"({v})" for v in value)
         return value
 
     @model_validator(mode="after")
@@ -146,6 +149,14 @@ class Task(Model):
             [self.action]
             + [f"{key}={_shown(str(v))}" for key, v in fields.items() if v is not None]
         )
+
+
+def _safe(expression: str, named: bool = False) -> None:
+    """Raise ValueError unless ``expression`` is one a playbook may use (``named``: say which)."""
+    try:
+        check_expression(expression)
+    except ExpressionError as exc:
+        raise ValueError(f"{expression}: {exc}" if named else str(exc)) from None
 
 
 def _shown(value: str) -> str:
