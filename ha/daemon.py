@@ -31,12 +31,12 @@ from ha.cluster import Cluster
 from ha.commands import RUNBOOK_COMMANDS, Intent
 from ha.config import ClusterConfig, Config
 from ha.coordination_quorum import Verdict
+from ha.decide import evaluate
 from ha.discovery import Discovery
 from ha.errors import ActionError, StoreError
-from ha.groups import GroupCommand, GroupRunner
-from ha.groups_config import GroupConfig
+from ha.groups import GroupRunner
 from ha.hooks import Background, HookConfig
-from ha.intents import apply_intent, journal_group_start
+from ha.intents import apply_intent
 from ha.lanes import intent_lane, side_by_side
 from ha.machine import RUNBOOK_STATES, build_machine
 from ha.machines import protected_by
@@ -218,7 +218,7 @@ class Daemon:
         unsettled = self.scenarios if self.cluster is not None else self.autopilot.unsettled()
         turn_ends = time.monotonic() + TURN
         for name in sorted(self.agenda.take(now, unsettled), key=self.position.__getitem__):
-            await self._evaluate(self.scenarios[name], now, verdicts.get(name))
+            await evaluate(self, self.scenarios[name], now, verdicts.get(name))
             if time.monotonic() >= turn_ends:
                 await asyncio.sleep(0)
                 turn_ends = time.monotonic() + TURN
@@ -239,49 +239,6 @@ class Daemon:
             for task in self.runbooks.values():
                 task.cancel()
         self.wake.set()
-
-    # Deciding.
-
-    async def _evaluate(self, scenario: Scenario, now: float, verdict: Verdict | None) -> None:
-        group = self.config.group_of(scenario.name)
-        if group is not None and self.groups.holds(group.name):
-            self.agenda.mark(scenario.name)  # not evaluated: the next cycle looks again
-            return
-        split = scenario.split_reason() if scenario.state in ("running", "switched") else None
-        if split is not None:  # also while paused: a split is reported, it acts on nothing
-            await self.pull(scenario, "split", reason=split)
-            return
-        if scenario.record.paused:
-            self.agenda.mark(scenario.name)
-            return
-        parts = self.parts[scenario.name]
-        if scenario.state == "running":
-            kwargs = await self.autopilot.on_running(scenario, parts, now, verdict)
-            if kwargs is None:
-                self.agenda.at(scenario.name, scenario.detectors["production"].expires_at(now))
-                return
-            if group is not None and group.failover == "together":
-                await self._together(group, "failover", kwargs["reason"])
-            else:
-                await self.pull(scenario, "failover", **kwargs)
-        elif scenario.state == "switched":
-            together = group if group is not None and group.failover == "together" else None
-            names = together.scenarios if together is not None else []
-            fellows = [self.scenarios[name] for name in names if name != scenario.name]
-            fellows = [m for m in fellows if m.state == "switched" and not m.record.paused]
-            kwargs = await self.autopilot.on_switched(scenario, parts, now, verdict, fellows)
-            if kwargs is None:
-                return
-            if together is not None:
-                await self._together(together, "failback", kwargs["reason"])
-            else:
-                await self.pull(scenario, "failback", **kwargs)
-
-    async def _together(self, group: GroupConfig, action: str, reason: str) -> None:
-        """An automatic decision for a together group: the group command, every member."""
-        command = GroupCommand(group, action, "detector")
-        self.groups.start(command)
-        await journal_group_start(self, command, reason)
 
     async def pull(self, scenario: Scenario, trigger: str, **kwargs: Any) -> bool:
         """Pull a trigger; True when the state changed (read the state, not transitions' answer)."""
