@@ -71,6 +71,13 @@ def write(site: DaemonRunner, bind: BindLab, name: str) -> None:
     site.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+def start(site: DaemonRunner, bind: BindLab, name: str) -> None:
+    """NAME.example.test at production on both servers, and the daemon protecting app with it."""
+    asyncio.run(bind.write("example.test", name, "A", PRODUCTION, ttl=30))
+    write(site, bind, name)
+    site.start_daemon()
+
+
 def answers(bind: BindLab, name: str) -> tuple[set[str], set[str]]:
     async def ask() -> tuple[set[str], set[str]]:
         primary, _ = await bind.ask(bind.primary, f"{name}.example.test", "A")
@@ -83,9 +90,7 @@ def answers(bind: BindLab, name: str) -> tuple[set[str], set[str]]:
 def test_failover_and_failback_are_answered_by_both_servers(
     site: DaemonRunner, bind: BindLab
 ) -> None:
-    asyncio.run(bind.write("example.test", "e2e-app", "A", PRODUCTION, ttl=30))
-    write(site, bind, "e2e-app")
-    site.start_daemon()
+    start(site, bind, "e2e-app")
     shown = site.ha("dns", "show", "app")
     assert shown.returncode == 0, shown.stderr
     assert PRODUCTION in shown.stdout
@@ -107,9 +112,7 @@ def test_failover_and_failback_are_answered_by_both_servers(
 def test_bind_down_blocks_the_failover_and_the_button_completes_it(
     site: DaemonRunner, bind: BindLab
 ) -> None:
-    asyncio.run(bind.write("example.test", "e2e-down", "A", PRODUCTION, ttl=30))
-    write(site, bind, "e2e-down")
-    site.start_daemon()
+    start(site, bind, "e2e-down")
     with bind.primary.stopped():
         (site.dir / f"{PRODUCTION}.alive").unlink()
         site.wait_state("blocked", timeout=30, name="app")
@@ -126,9 +129,7 @@ def test_bind_down_blocks_the_failover_and_the_button_completes_it(
 def test_a_playbook_check_leaves_dns_as_it_is_and_the_playbook_moves_it(
     site: DaemonRunner, bind: BindLab
 ) -> None:
-    asyncio.run(bind.write("example.test", "e2e-play", "A", PRODUCTION, ttl=30))
-    write(site, bind, "e2e-play")
-    site.start_daemon()
+    start(site, bind, "e2e-play")
     migration = str(PLAYBOOKS / "planned-migration.yaml")
     before = site.journal()
 
