@@ -287,7 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagram", help="print the scenario state machine (mermaid)")
     p.set_defaults(func=cmd_diagram)
 
-    p = sub.add_parser("demo", help="run the daemon on a local demo (127.0.0.2 and 127.0.0.3)")
+    p = sub.add_parser(
+        "demo",
+        help="run the daemon on a local demo (127.0.0.2 and 127.0.0.3)",
+        description="Run the daemon in the foreground protecting a local three-tier stack"
+        " (demo-db, demo-app, demo-web: HTTP services on 127.0.0.2 with replicas on 127.0.0.3)"
+        " as the group demo-stack (ordered, together). It prints what to try in another"
+        " terminal; Ctrl-C stops it and its services. One demo per directory.",
+    )
     p.add_argument(
         "--dir", default="ha-demo", help="working directory of the demo (default ./ha-demo)"
     )
