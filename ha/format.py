@@ -42,7 +42,7 @@ def status_table(status: dict[str, Any]) -> str:
             )
         )
         if s.get("reason"):
-            notes.append(f"{s['name']}: blocked: {s['reason']}")
+            notes.append(f"{s['name']}: {s['state']}: {s['reason']}")  # blocked or split
         if s.get("alert"):
             notes.append(f"{s['name']}: {s['alert']}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

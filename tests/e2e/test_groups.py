@@ -334,7 +334,8 @@ def test_a_paused_scenario_still_goes_split_and_nothing_moves(fleet: Fleet) -> N
     fleet.primary("s2", REPLICA, True)
     fleet.wait_state("split", name="s2")
     assert fleet.state("s2") == ("split", "production")
-    assert "both production and replica answer as active" in fleet.ha("status").stdout
+    status = fleet.ha("status").stdout
+    assert "s2: split: both production and replica answer as active (script)\n" in status
     assert not fleet.fenced("s2-prod")
 
     fleet.primary("s2", REPLICA, False)
