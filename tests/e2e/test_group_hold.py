@@ -126,6 +126,28 @@ def test_a_failed_automatic_failover_pauses_the_members_it_did_not_move(fleet: F
     assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("switched", "replica")] * 3
 
 
+def test_resume_after_a_failed_automatic_failover_lets_the_daemon_act_again(
+    fleet: Fleet,
+) -> None:
+    """As the hold says: once s1's replica is back, `ha group resume` and the dead s3 starts the
+    together failover again. Before, nothing looked at s3 again (no new result, no command naming
+    it): the group stayed on a dead production."""
+    fleet.write_config(groups=TOGETHER)
+    fleet.start_daemon()
+    fleet.replica_seen("s1", False)
+    fleet.kill("s3")
+    wait_report(fleet)
+    fleet.replica_seen("s1", True)
+    assert fleet.ha("group", "resume", "farm").returncode == 0
+    fleet.wait_until(
+        lambda: [e["data"]["ok"] for e in fleet.journal() if e["kind"] == "group_report"]
+        == [False, True],
+        20,
+        "a second, successful automatic failover",
+    )
+    assert [fleet.state(n) for n in ("s1", "s2", "s3")] == [("switched", "replica")] * 3
+
+
 def test_group_pause_holds_every_member_and_resume_lets_the_daemon_act(fleet: Fleet) -> None:
     fleet.write_config(groups=TOGETHER)
     fleet.start_daemon()
