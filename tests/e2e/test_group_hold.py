@@ -140,8 +140,10 @@ def test_resume_after_a_failed_automatic_failover_lets_the_daemon_act_again(
     fleet.replica_seen("s1", True)
     assert fleet.ha("group", "resume", "farm").returncode == 0
     fleet.wait_until(
-        lambda: [e["data"]["ok"] for e in fleet.journal() if e["kind"] == "group_report"]
-        == [False, True],
+        lambda: (
+            [e["data"]["ok"] for e in fleet.journal() if e["kind"] == "group_report"]
+            == [False, True]
+        ),
         20,
         "a second, successful automatic failover",
     )
