@@ -10,11 +10,11 @@ script redirector keeps the address users of each tier should reach in ``TIER.ac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,10 +65,17 @@ def add_machine(directory: Path, name: str, address: str, port: int, page: str) 
 
 
 def _pid(directory: Path, name: str) -> int | None:
+    """The machine's process, or None when it is off: no such process, or one that was killed
+    and not reaped yet (a zombie: its parent, the demo, has not waited for it)."""
     try:
         pid = int((directory / f"{name}.pid").read_text())
         os.kill(pid, 0)
-    except (OSError, ValueError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return None
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # ours: reap it
         return None
     return pid
 
@@ -80,16 +87,20 @@ def power(action: str, name: str, directory: Path) -> int:
         print("on" if pid else "off")
     elif action == "on" and pid is None:
         address, port = (directory / f"{name}.listen").read_text().split()
+        served = str(directory / name)
+        argv = [sys.executable, "-m", "http.server", "--bind", address, "--directory", served, port]
         with (directory / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "http.server", "--bind", address, port],
-                cwd=directory / name,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+            streams = [
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+            ]
+            # Not a Popen: nothing here waits for a machine; one killed meanwhile is reaped
+            # when _pid finds it a zombie.
+            pid = os.posix_spawn(
+                sys.executable, argv, os.environ, file_actions=streams, setsid=True
             )
-        (directory / f"{name}.pid").write_text(str(process.pid))
+        (directory / f"{name}.pid").write_text(str(pid))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
