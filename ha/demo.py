@@ -10,7 +10,6 @@ script redirector keeps the address users of each tier should reach in ``TIER.ac
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -66,18 +65,21 @@ def add_machine(directory: Path, name: str, address: str, port: int, page: str) 
 
 def _pid(directory: Path, name: str) -> int | None:
     """The machine's process, or None when it is off: no such process, or one that was killed
-    and not reaped yet (a zombie: its parent, the demo, has not waited for it)."""
+    and is a zombie now that its last thread has ended (its parent, the demo, has not waited for
+    it; a killed server's other threads still hold its listening socket for a moment)."""
     try:
         pid = int((directory / f"{name}.pid").read_text())
         os.kill(pid, 0)
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, ValueError, IndexError):
         return None
-    if state == "Z":
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # ours: reap it
-        return None
-    return pid
+    if fields[0] != "Z":
+        return pid
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)  # ours: reaped once every thread has ended
+    except ChildProcessError:
+        reaped = pid if int(fields[17]) <= 1 else 0  # another's: its number of threads
+    return None if reaped == pid else pid
 
 
 def power(action: str, name: str, directory: Path) -> int:
