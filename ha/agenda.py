@@ -5,8 +5,9 @@ second: a stall every probe due in it waits out. Nothing can change what the aut
 a scenario but what is marked here:
 
 - *marked*: a check changed its ok/failed state, a side died or came back, an active-check answer
-  arrived, the scenario changed state, an operator command named it (or its group). A scenario
-  the cycle skips (paused, or its group busy) stays marked until it is evaluated for real.
+  arrived, the scenario changed state, an operator command named it, a group pause or resume
+  changed it. A scenario the cycle skips (paused, or its group busy) stays marked until it is
+  evaluated for real.
 - *due at a time*: what changes by time alone, without a new result: a check's is-alive timeout
   (``dead_after``) expiring. The earliest such time is set after each evaluation.
 - *unsettled* (the caller's): scenarios in the middle of an episode (a grace period, a hold-down, a

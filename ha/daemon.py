@@ -213,7 +213,7 @@ class Daemon:
             await side_by_side(reports, lambda r: r[0], lambda r: self._apply_report(*r))
         while not self.intents.empty():
             intents = [self.intents.get_nowait() for _ in range(self.intents.qsize())]
-            self.agenda.mark(*(name for intent in intents for name in self._named(intent)))
+            self.agenda.mark(*(i.scenario for i in intents if i.scenario in self.scenarios))
             await side_by_side(intents, intent_lane, lambda i: apply_intent(self, i))
         unsettled = self.scenarios if self.cluster is not None else self.autopilot.unsettled()
         turn_ends = time.monotonic() + TURN
@@ -385,14 +385,6 @@ class Daemon:
     def submit(self, intent: Intent) -> None:
         self.intents.put_nowait(intent)
         self.wake.set()
-
-    def _named(self, intent: Intent) -> list[str]:
-        """The scenarios a command names, to evaluate this cycle: its scenario, or every member
-        of its group (a group resume lets a member that died while paused fail over)."""
-        group = self.config.group(intent.group) if intent.group is not None else None
-        if group is not None:
-            return list(group.scenarios)
-        return [intent.scenario] if intent.scenario in self.scenarios else []
 
     # Checks.
 

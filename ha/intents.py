@@ -151,6 +151,7 @@ async def _pause_group(daemon: Daemon, group: GroupConfig, intent: Intent) -> No
     else:
         for member in changing:
             await member.set_paused(intent.action == "pause", intent.actor, f"group {group.name}")
+        daemon.agenda.mark(*(m.name for m in changing))  # resumed: a dead one fails over now
         word = f"{intent.action}d"
         message = f"group {group.name}: {', '.join(m.name for m in changing)} {word}"
         left = [m.name for m in members if m not in changing]
