@@ -96,11 +96,12 @@ def cmd_group(args: argparse.Namespace) -> int:
     members = set(group.scenarios) if group is not None else set()
 
     def verdict(event: dict[str, Any]) -> bool | None:
-        if event["kind"] == "group_report" and event["data"].get("group") == args.name:
-            order = group.scenarios if group is not None else None
-            print(event_line({**event, "message": report_message(event, order)}), flush=True)
-        elif event["kind"].startswith("group_") and event["data"].get("group") == args.name:
-            print(event_line(event), flush=True)
+        if event["kind"].startswith("group_") and event["data"].get("group") == args.name:
+            shown = event
+            if event["kind"] == "group_report":  # summed up for a large group
+                order = group.scenarios if group is not None else None
+                shown = {**event, "message": report_message(event, order)}
+            print(event_line(shown), flush=True)
         elif event["kind"] in AR_RESULTS and event["scenario"] in members:
             print(event_line(event), flush=True)  # a group test: each member's result
         return ended(event)
