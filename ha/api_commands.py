@@ -262,7 +262,8 @@ def _member_plan(
 async def _submit(daemon: Daemon, intent: Intent) -> web.Response:
     daemon.submit(intent)
     try:
-        outcome = await asyncio.wait_for(asyncio.shield(intent.future), LOOP_DEADLINE)
+        async with asyncio.timeout(LOOP_DEADLINE):
+            outcome = await asyncio.shield(intent.future)
     except TimeoutError:
         return error(503, f"the daemon did not take the command within {LOOP_DEADLINE:g}s")
     if outcome.status != "accepted":

@@ -16,6 +16,7 @@ import structlog
 
 from ha.errors import StoreError
 from ha.store import JournalEvent, Store
+from ha.tasks import stop_if_cancelled
 
 log = structlog.get_logger("ha.feed")
 
@@ -62,6 +63,7 @@ class JournalFeed:
 
     async def _run(self) -> None:
         while True:
+            stop_if_cancelled()
             try:
                 found = await self.store.events(after=self.last_id, limit=PAGE)
             except StoreError as exc:

@@ -33,6 +33,7 @@ from ha.coordination_lease import LeaseKeeper
 from ha.errors import StoreError
 from ha.store.etcd_client import DEFAULT_TIMEOUT, EtcdClient, prefix_end
 from ha.store.etcd_target import EtcdTarget
+from ha.tasks import stop_if_cancelled
 
 log = structlog.get_logger("ha.coordination")
 
@@ -171,11 +172,13 @@ class Elector:
     async def _campaign(self) -> None:
         failing = False
         while True:
+            stop_if_cancelled()
             if not self.lease.alive():
                 await self.lease.wait_alive()
             try:
                 revision = await self._try()
                 failing = False
+                stop_if_cancelled()  # before a watch that may last
                 await self._watch(revision)
             except StoreError as exc:
                 if not failing:  # once per outage, not once per attempt

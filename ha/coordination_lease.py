@@ -19,6 +19,7 @@ import structlog
 
 from ha.errors import StoreError
 from ha.store.etcd_client import EtcdClient
+from ha.tasks import stop_if_cancelled
 
 log = structlog.get_logger("ha.coordination")
 
@@ -62,6 +63,7 @@ class LeaseKeeper:
     async def run(self) -> None:
         """Keep the lease alive until cancelled; never raises StoreError."""
         while True:
+            stop_if_cancelled()
             started = _now()
             try:
                 if self.id is None:

@@ -181,7 +181,8 @@ class Daemon:
                 self.monitor.watch(name, self.checks[name])
         while not self.stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), TICK)
+                async with asyncio.timeout(TICK):
+                    await self.wake.wait()
             self.wake.clear()
             try:
                 await self.cycle()

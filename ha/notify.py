@@ -25,6 +25,7 @@ from ha.errors import HAError
 from ha.notify_config import Category, NotifyTarget
 from ha.notify_send import send_email, send_webhook
 from ha.store import JournalEvent
+from ha.tasks import stop_if_cancelled
 
 log = structlog.get_logger("ha.notify")
 
@@ -166,6 +167,7 @@ class Notifier:
     async def _sender(self, target: NotifyTarget) -> None:
         queue = self._queues[target.name]
         while True:
+            stop_if_cancelled()  # a send may have swallowed close()'s cancel
             notice = await queue.get()
             try:
                 if target.webhook is not None:

@@ -50,7 +50,8 @@ class ReadBack:
         wrong = scenario.address(standby)
         for redirector in self.parts[scenario.name].redirectors:
             try:
-                current = await asyncio.wait_for(redirector.current(), READ_DEADLINE)
+                async with asyncio.timeout(READ_DEADLINE):
+                    current = await redirector.current()
             except (ActionError, TimeoutError) as exc:
                 log.warning("cannot read redirection back", scenario=scenario.name, error=str(exc))
                 continue

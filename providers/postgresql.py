@@ -363,7 +363,8 @@ class PostgreSQLProvider(Provider):
 
 async def _close(connection: asyncpg.Connection) -> None:
     try:
-        await asyncio.wait_for(connection.close(), 2)
+        async with asyncio.timeout(2):
+            await connection.close()
     except (OSError, TimeoutError):
         connection.terminate()
     except Exception:  # the server went away mid-close (it was fenced, or killed)
