@@ -23,6 +23,7 @@ import aetcd.utils
 
 from ha.errors import StoreError
 from ha.store.etcd_target import EtcdTarget
+from ha.tasks import stop_if_cancelled
 
 T = TypeVar("T")
 
@@ -95,9 +96,7 @@ class EtcdClient:
                     raise StoreError(f"cannot {what}: etcd {member}: {_say(exc)}") from exc
                 failures.append(f"{member}: {_say(exc)}")
             except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # we are cancelled
+                stop_if_cancelled()  # we are cancelled
                 failures.append(f"{member}: the call was cancelled")  # by gRPC: channel closed
             else:
                 self._current = index
