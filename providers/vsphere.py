@@ -66,6 +66,9 @@ class VsphereConfig(ProviderConfig):
     datacenter: str | None = Field(
         None, description="find VMs by name, and list them, in this datacenter only"
     )
+    call_timeout: Duration = Field(
+        30.0, gt=0, description="deadline of one API call on the wire: connecting, each answer"
+    )
     task_timeout: Duration = Field(50.0, gt=0, description="deadline of one vSphere task")
     shutdown_timeout: Duration = Field(40.0, gt=0, description="how long a guest shutdown may take")
     soft_fallback: bool = Field(

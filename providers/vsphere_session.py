@@ -14,14 +14,15 @@ task's entity (pyVmomi raises a TypeError), so tasks are followed through ``info
 
 from __future__ import annotations
 
+import contextlib
 import http.client
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+from xml.etree import ElementTree
 
 import structlog
 
@@ -32,6 +33,8 @@ from ha.errors import NotSupported, ProviderError
 from ha.lazy import LazyModule
 
 connect: Any = LazyModule("pyVim.connect")
+pyvmomi: Any = LazyModule("pyVmomi")
+support: Any = LazyModule("pyVmomi.VmomiSupport")
 vim: Any = LazyModule("pyVmomi", "vim")
 vmodl: Any = LazyModule("pyVmomi", "vmodl")
 
@@ -41,7 +44,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("providers.vsphere")
 
 T = TypeVar("T")
-HTTP_TIMEOUT = 30.0  # seconds for one API call on the wire
 IDLE_CHECK = 300.0  # a session unused this long is checked before it is used again
 TASK_POLL_MAX = 1.0  # seconds between two reads of a task's state, at most
 
@@ -103,7 +105,7 @@ class Session:
                 result = action(connection)
             except vmodl.MethodFault as exc:
                 if not _session_lost(exc, connection):
-                    raise provider_error(exc, self.where) from exc
+                    raise self._error(exc) from exc
                 self._forget(connection)
                 if attempt > 1 or not retry:
                     message = f"{self.where} ended the session; the next call logs in again"
@@ -112,7 +114,7 @@ class Session:
             except _CONNECTION_ERRORS as exc:
                 self._forget(connection)
                 if attempt > 1 or not retry or isinstance(exc, ssl.SSLCertVerificationError):
-                    raise provider_error(exc, self.where) from exc
+                    raise self._error(exc) from exc
                 log.info("vsphere connection lost, reconnecting", host=self.where, error=str(exc))
             else:
                 connection.used = time.monotonic()
@@ -157,36 +159,64 @@ class Session:
         except CheckFailed as exc:
             raise ProviderError(f"password for {self.where}: {exc}") from None
         password = secret.get_secret_value() if secret is not None else ""
+        context = _ssl_context(config)
         try:
-            # pyVmomi negotiates the API version without a timeout: see first that the host
-            # answers at all, so that a dead vCenter fails within HTTP_TIMEOUT, not minutes.
-            socket.create_connection((config.host, config.port), timeout=HTTP_TIMEOUT).close()
-            stub = connect.SmartStubAdapter(
+            stub = pyvmomi.SoapStubAdapter(
                 host=config.host,
                 port=config.port,
-                sslContext=_ssl_context(config),
-                httpConnectionTimeout=HTTP_TIMEOUT,
+                version=self._api_version(context),
+                sslContext=context,
+                httpConnectionTimeout=config.call_timeout,
             )
-        except Exception as exc:  # a bare Exception when the server speaks no vSphere API
-            raise provider_error(exc, self.where) from exc
+        except _CONNECTION_ERRORS as exc:
+            raise self._error(exc) from exc
         si = vim.ServiceInstance("ServiceInstance", stub)
         try:
             content = si.RetrieveContent()
             content.sessionManager.Login(config.user, password, None)
         except (vmodl.MethodFault, *_CONNECTION_ERRORS) as exc:
             stub.DropConnections()
-            error = str(provider_error(exc, self.where, user=config.user))
+            error = str(self._error(exc, user=config.user))
             raise ProviderError(error.replace(password, "********") if password else error) from exc
         try:
             connection = self._open(si, content)
         except (vmodl.MethodFault, *_CONNECTION_ERRORS) as exc:
             _log_out(si)
-            raise provider_error(exc, self.where) from exc
+            raise self._error(exc) from exc
         except ProviderError:
             _log_out(si)
             raise
         log.info("vsphere login", host=self.where, user=config.user)
         return connection
+
+    def _api_version(self, context: ssl.SSLContext) -> str:
+        """The newest API version that both pyVmomi and the server speak, as pyVmomi's
+        SmartStubAdapter chooses it, but with a deadline: pyVmomi asks without one, so a vCenter
+        that accepts the connection and answers nothing (hung, or a half-dead balancer) held
+        the login, its thread and the session's lock for good, and every later call and the
+        daemon's shutdown waited behind it."""
+        config = self.config
+        wire = http.client.HTTPSConnection(
+            config.host, config.port, context=context, timeout=config.call_timeout
+        )
+        try:
+            wire.request("GET", "/sdk/vimServiceVersions.xml")
+            answer = wire.getresponse()
+            body = answer.read()
+        finally:
+            wire.close()
+        offered: set[str] = set()
+        if answer.status == 200:
+            with contextlib.suppress(ElementTree.ParseError):
+                for namespace in ElementTree.fromstring(body).iter("namespace"):
+                    offered.update(v.text or "" for v in namespace.iter("version"))
+        for version in connect.GetServiceVersions("vim25"):
+            if support.versionIdMap[version] in offered:
+                return str(version)
+        raise ProviderError(f"{self.where} is not a vSphere API server, or none pyVmomi speaks")
+
+    def _error(self, exc: BaseException, user: str = "") -> ProviderError:
+        return provider_error(exc, self.where, user=user, timeout=self.config.call_timeout)
 
     def _open(self, si: Any, content: Any) -> Connection:
         root = content.rootFolder
@@ -296,7 +326,9 @@ def type_name(value: Any) -> str:
     return str(getattr(value, "_wsdlName", type(value).__name__))
 
 
-def provider_error(exc: BaseException, where: str = "", user: str = "") -> ProviderError:
+def provider_error(
+    exc: BaseException, where: str = "", user: str = "", timeout: float = 0.0
+) -> ProviderError:
     """The one mapping of pyVmomi faults and connection errors into our exception tree."""
     if isinstance(exc, vim.fault.InvalidLogin):
         return ProviderError(f"{where} refused the login of user {user!r}")
@@ -320,7 +352,7 @@ def provider_error(exc: BaseException, where: str = "", user: str = "") -> Provi
             "give its CA in ca_file, or set insecure: true on a lab"
         )
     if isinstance(exc, TimeoutError):
-        return ProviderError(f"{where} did not answer within {format_duration(HTTP_TIMEOUT)}")
+        return ProviderError(f"{where} did not answer within {format_duration(timeout)}")
     if isinstance(exc, OSError):
         return ProviderError(f"cannot reach {where}: {exc.strerror or exc}")
     return ProviderError(f"{where}: {type(exc).__name__}: {exc}")
