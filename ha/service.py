@@ -15,6 +15,9 @@ import os
 import signal
 import socket
 import ssl
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from ha.token import LOCAL, Tokens, ensure_token, token_digest
 log = structlog.get_logger("ha.service")
 
 SHUTDOWN_TIMEOUT = 5.0  # longest wait for requests in flight when the daemon stops
+CALLS_GRACE = 5.0  # longest wait for SDK calls still in flight once the daemon stopped
 LOOP_ENV = "HA_EVENT_LOOP"
 LOOPS = ("uvloop", "asyncio")
 
@@ -44,6 +48,33 @@ def serve(config: Config) -> None:
     on its state (``sole_daemon``)."""
     with sole_daemon(config.state):
         run_service(config)
+        leave_calls_behind(CALLS_GRACE)
+
+
+def leave_calls_behind(grace: float) -> None:
+    """Once the daemon stopped, end the process within ``grace`` seconds, even while SDK calls
+    still wait for an answer.
+
+    Providers call blocking SDKs (boto3, pyVmomi, pywinrm) in worker threads, and the
+    interpreter joins those before it exits: a call waiting on an endpoint that answers nothing
+    held the stopped daemon, and its state file, until the SDK's own timeouts and retries ran
+    out (minutes, with boto3's). Nobody waits for these answers any more: the state is saved,
+    and a runbook in flight resumes at the next start (its steps are idempotent)."""
+    give_up = time.monotonic() + grace
+    for thread in _workers():
+        thread.join(max(0.0, give_up - time.monotonic()))
+    left = [thread.name for thread in _workers() if thread.is_alive()]
+    if left:
+        log.warning("calls in flight left behind", threads=left, waited=grace)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _workers() -> list[threading.Thread]:
+    """The threads the interpreter would join before it exits."""
+    current = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not current and not t.daemon]
 
 
 def run_service(config: Config) -> None:

@@ -1,16 +1,20 @@
-"""The daemon as a service: one daemon per state file, and nothing done when it cannot listen."""
+"""The daemon as a service: one daemon per state file, nothing done when it cannot listen, and a
+stop that does not wait for SDK calls nobody needs any more."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.e2e.site import Site
+from tests.e2e.site import NAME, DaemonRunner, Site
 from tests.servers.ports import free_port
 
 
@@ -72,3 +76,62 @@ def test_a_taken_api_port_stops_the_daemon_before_it_resumes_anything(site: Site
     site.start_daemon()
     site.wait_state("switched", timeout=30)
     assert [e["kind"] for e in site.journal()].count("runbook_resumed") == 1
+
+
+def test_a_stopped_daemon_ends_while_an_sdk_call_still_waits_for_a_silent_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fencing through an EC2 endpoint that accepts connections and answers nothing (a listener
+    of this test that never reads): boto3 waits ``read_timeout`` for each of its attempts in a
+    worker thread, which the interpreter joined before exiting, so the stopped daemon lingered,
+    holding its state file, for minutes. The replica is another listener of this test."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    runner = DaemonRunner(tmp_path)
+    with (
+        socket.create_server(("127.0.0.1", 0)) as ec2,
+        socket.create_server(("127.0.0.3", 0)) as replica,
+    ):
+        port = replica.getsockname()[1]
+        config = {
+            "state": "ha-state.db",
+            "api": {"port": runner.api_port},
+            "log": {"format": "json"},
+            "providers": {
+                "cloud": {
+                    "type": "aws",
+                    "region": "eu-west-1",
+                    "endpoint_url": f"http://127.0.0.1:{ec2.getsockname()[1]}",
+                    "read_timeout": "60s",
+                }
+            },
+            "scenarios": [
+                {
+                    "name": NAME,
+                    "production": {
+                        "address": "127.0.0.2",  # nothing listens: production is dead
+                        "machine": {"provider": "cloud", "name": "i-0123456789abcdef0"},
+                    },
+                    "replica": {"address": "127.0.0.3"},
+                    "checks": [{"kind": "tcp", "port": port, "interval": "200ms"}],
+                    "failover": {"mode": "automatic", "failures": 1},
+                    "fence": True,
+                    "redirect": [{"script": {"set": "true", "get": "echo 127.0.0.2"}}],
+                }
+            ],
+        }
+        runner.config_path.write_text(yaml.safe_dump(config))
+        try:
+            runner.start_daemon()
+            runner.wait_until(
+                lambda: any(e["step"] == "fence_production" for e in runner.journal()),
+                20,
+                "fencing started",
+            )
+            assert runner.stop_daemon(signal.SIGTERM, timeout=15) == 0
+        finally:
+            runner.stop()
+    left = [json.loads(line) for line in runner.log().splitlines() if "left behind" in line]
+    assert [(e["event"], e["waited"]) for e in left] == [("calls in flight left behind", 5.0)]
+    steps = [(e["kind"], e["step"]) for e in runner.journal() if e["step"] == "fence_production"]
+    assert steps == [("step_started", "fence_production")]  # resumed at the next start
