@@ -30,7 +30,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -48,6 +47,7 @@ from botocore.exceptions import (
 
 from ha.duration import format_duration
 from ha.errors import ActionError, NotSupported, ProviderError
+from ha.workers import Workers
 
 if TYPE_CHECKING:
     from providers.aws import AwsProviderConfig
@@ -91,9 +91,7 @@ class Ec2Api:
         self.config = config
         self._lock = threading.Lock()
         self._client: Any = None
-        self._executor = ThreadPoolExecutor(
-            max_workers=config.threads, thread_name_prefix=f"aws-{provider}"
-        )
+        self._workers = Workers(f"aws-{provider}", config.threads)
 
     def _ec2(self) -> Any:
         with self._lock:
@@ -123,9 +121,8 @@ class Ec2Api:
         work: Callable[[], T],
         transient: type[ActionError],
     ) -> T:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, work)
+            return await self._workers.run(work)
         except (BotoCoreError, ClientError) as exc:
             raise _mapped(exc, action, subject, transient) from exc
 
@@ -254,7 +251,7 @@ class Ec2Api:
 
     async def close(self) -> None:
         """Stop the worker threads; calls in flight finish on their own. Idempotent."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await self._workers.close()
 
 
 def _mapped(

@@ -4,7 +4,7 @@ A provider type is a subclass of :class:`Provider` with a ``type`` name and a py
 model (whose ``type`` field is ``Literal[<name>]``), registered under the ``ha.providers`` entry
 point group. One instance serves every machine of one configured provider.
 
-Blocking SDKs must run in worker threads (``asyncio.to_thread``): the event loop never blocks.
+Blocking SDKs must run in worker threads of their own (ha.workers): the event loop never blocks.
 Every method maps its SDK's errors into :class:`ha.errors.ProviderError` at one place.
 """
 

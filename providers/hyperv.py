@@ -19,7 +19,6 @@ default. Basic sends the password readable on plain HTTP, so it needs HTTPS unle
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -34,6 +33,7 @@ from checks.database import EnvVarName, SecretFilePath, read_secret
 from ha.duration import Duration, format_duration
 from ha.errors import ProviderError
 from ha.lazy import LazyModule
+from ha.workers import Workers
 from providers.base import PowerState, Provider, ProviderConfig
 from providers.hyperv_powershell import arg, powershell_error, script, winrm_error
 from providers.vsphere_discover import MachineInfo
@@ -43,6 +43,7 @@ winrm_exceptions: Any = LazyModule("winrm.exceptions")
 
 log = structlog.get_logger("providers.hyperv")
 
+WORKERS = 4  # threads per provider: concurrent PowerShell runs
 READ_TIMEOUT = 30  # seconds: one WS-Management call, above the operation timeout
 OPERATION_TIMEOUT = 20  # seconds the host may hold one Receive before answering "no output yet"
 UTF8_CODEPAGE = 65001  # the shell's code page: PowerShell's output arrives as UTF-8
@@ -107,6 +108,13 @@ class HypervProvider(Provider):
     Config = HypervConfig
     config: HypervConfig
 
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        super().__init__(name, config)
+        self._workers = Workers(f"hyperv-{name}", WORKERS)
+
+    async def close(self) -> None:
+        await self._workers.close()
+
     async def power_state(self, machine: str) -> PowerState:
         return _power(await self._run(f"power state of {machine}", "state", vm=arg(machine)))
 
@@ -157,7 +165,7 @@ class HypervProvider(Provider):
         return on_host
 
     async def _run(self, what: str, action: str, **values: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self._powershell, what, script(action, **values))
+        return await self._workers.run(self._powershell, what, script(action, **values))
 
     def _powershell(self, what: str, script: str) -> dict[str, Any]:
         """Run ``script`` on the host (blocking: in a worker thread); its JSON answer."""

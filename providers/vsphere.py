@@ -16,12 +16,9 @@ mapping of pyVmomi faults into our errors.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Self, TypeVar
 
 import structlog
@@ -31,6 +28,7 @@ from checks.database import EnvVarName, SecretFilePath
 from ha.duration import Duration, format_duration
 from ha.errors import ProviderError
 from ha.lazy import LazyModule
+from ha.workers import Workers
 from providers.base import PowerState, Provider, ProviderConfig
 from providers.vsphere_discover import MachineInfo
 from providers.vsphere_session import Connection, Session, read, read_all, type_name, wait_for_task
@@ -92,14 +90,11 @@ class VsphereProvider(Provider):
     def __init__(self, name: str, config: ProviderConfig) -> None:
         super().__init__(name, config)
         self._session = Session(self.config)
-        self._executor: ThreadPoolExecutor | None = None
+        self._workers = Workers(f"vsphere-{name}", WORKERS)
 
     async def _run(self, what: str, action: Callable[[Connection], T], *, retry: bool = True) -> T:
         """Run ``action`` in a worker thread on a live session (``retry``: it is idempotent)."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix=f"vsphere-{self.name}")
-        call = functools.partial(self._session.call, what, action, retry=retry)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await self._workers.run(self._session.call, what, action, retry=retry)
 
     async def power_state(self, machine: str) -> PowerState:
         return await self._run(
@@ -160,10 +155,8 @@ class VsphereProvider(Provider):
         return await self._run(f"list VMs{where}", lambda c: self._list(c, host))
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, self._session.close)
-            executor.shutdown(wait=False)
+        """Log out (a silent vCenter's session expires by itself) and stop the threads."""
+        await self._workers.close(self._session.close)
 
     # Blocking helpers below: they run in worker threads only.
 

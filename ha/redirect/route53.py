@@ -10,8 +10,8 @@ again). Anything else was changed behind our back: reported, not overwritten, un
 (then one UPSERT). The call returns once GetChange says INSYNC (every Route 53 name server
 answers the new set), within ``deadline``.
 
-boto3 blocks: every call runs in a worker thread (``asyncio.to_thread``), never on the event
-loop. botocore's errors become RedirectError naming the zone and the record in one place
+boto3 blocks: every call runs in the redirector's worker threads (ha.workers), never on the
+event loop. botocore's errors become RedirectError naming the zone and the record in one place
 (:meth:`Route53Redirector._call`).
 """
 
@@ -30,11 +30,13 @@ from ha.errors import RedirectError
 from ha.lazy import LazyModule
 from ha.redirect import Redirector, Target
 from ha.redirect.dns_config import RecordType, Ttl, record_type
+from ha.workers import Workers
 
 boto3: Any = LazyModule("boto3")  # loaded when a redirector acts, not when a config is read
 botocore_config: Any = LazyModule("botocore.config")
 botocore_exceptions: Any = LazyModule("botocore.exceptions")
 
+WORKERS = 2  # threads per redirector: its calls are few and one at a time, but for close
 ATTEMPTS = 5  # reads and conditional changes before giving up on a record that keeps changing
 FIRST_POLL = 0.5  # seconds between two GetChange calls, doubling ...
 LAST_POLL = 10.0  # ... up to this
@@ -85,6 +87,7 @@ class Route53Redirector(Redirector):
         }
         self._client: Any = None
         self._connecting = asyncio.Lock()
+        self._workers = Workers("route53", WORKERS)
         self._zone: tuple[str, str] | None = None  # id, name (ending in a dot)
         self._old_ttl: int | None = None
         self._change: tuple[str, str, bool] | None = None  # address, change id, INSYNC yet
@@ -151,8 +154,7 @@ class Route53Redirector(Redirector):
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            await asyncio.to_thread(client.close)
+        await self._workers.close(client.close if client is not None else None)
 
     @property
     def _where_text(self) -> str:
@@ -163,8 +165,8 @@ class Route53Redirector(Redirector):
         try:
             async with self._connecting:
                 if self._client is None:
-                    self._client = await asyncio.to_thread(_connect, self.config)
-            return await asyncio.to_thread(call, self._client, *args)
+                    self._client = await self._workers.run(_connect, self.config)
+            return await self._workers.run(call, self._client, *args)
         except (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError) as exc:
             raise RedirectError(f"route53 {action} {self._where_text}: {_reason(exc)}") from exc
 

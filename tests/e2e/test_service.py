@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -78,18 +79,43 @@ def test_a_taken_api_port_stops_the_daemon_before_it_resumes_anything(site: Site
     assert [e["kind"] for e in site.journal()].count("runbook_resumed") == 1
 
 
+def silent_provider(kind: str, port: int) -> dict[str, Any]:
+    """A provider of ``kind`` whose API endpoint is the listener on 127.0.0.1 ``port``."""
+    if kind == "aws":
+        endpoint = f"http://127.0.0.1:{port}"
+        return {
+            "type": "aws",
+            "region": "eu-west-1",
+            "endpoint_url": endpoint,
+            "read_timeout": "60s",
+        }
+    login = {"host": "127.0.0.1", "port": port, "user": "ha", "password_env": "HA_TEST_PASSWORD"}
+    if kind == "vsphere":
+        return {"type": "vsphere", **login, "insecure": True, "call_timeout": "60s"}
+    return {
+        "type": "hyperv",
+        **login,
+        "https": False,
+        "transport": "basic",
+        "allow_basic_over_http": True,
+    }
+
+
+@pytest.mark.parametrize("kind", ["aws", "vsphere", "hyperv"])
 def test_a_stopped_daemon_ends_while_an_sdk_call_still_waits_for_a_silent_endpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fencing through an EC2 endpoint that accepts connections and answers nothing (a listener
-    of this test that never reads): boto3 waits ``read_timeout`` for each of its attempts in a
-    worker thread, which the interpreter joined before exiting, so the stopped daemon lingered,
-    holding its state file, for minutes. The replica is another listener of this test."""
+    """Fencing through a cloud or hypervisor API that accepts connections and answers nothing
+    (a listener of this test that never reads): the SDK (boto3, pyVmomi, pywinrm) waits for
+    its timeouts in a worker thread, which the interpreter joined before exiting, so the stopped
+    daemon lingered, holding its state file, for as long as that (minutes, with boto3's retries).
+    The replica is another listener of this test."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("HA_TEST_PASSWORD", "test")
     runner = DaemonRunner(tmp_path)
     with (
-        socket.create_server(("127.0.0.1", 0)) as ec2,
+        socket.create_server(("127.0.0.1", 0)) as api,
         socket.create_server(("127.0.0.3", 0)) as replica,
     ):
         port = replica.getsockname()[1]
@@ -97,14 +123,7 @@ def test_a_stopped_daemon_ends_while_an_sdk_call_still_waits_for_a_silent_endpoi
             "state": "ha-state.db",
             "api": {"port": runner.api_port},
             "log": {"format": "json"},
-            "providers": {
-                "cloud": {
-                    "type": "aws",
-                    "region": "eu-west-1",
-                    "endpoint_url": f"http://127.0.0.1:{ec2.getsockname()[1]}",
-                    "read_timeout": "60s",
-                }
-            },
+            "providers": {"cloud": silent_provider(kind, api.getsockname()[1])},
             "scenarios": [
                 {
                     "name": NAME,
