@@ -50,6 +50,7 @@ SCENARIO = Param("scenario", "query", "only this scenario")
 AFTER = Param("after", "query", "only events with a greater journal id")
 RUNBOOK = Param("runbook", "query", "only this runbook's events")
 GROUP = Param("group", "query", "only this group's members' events and its own")
+GROUP_NAME = Param("name", "path", "group name")
 READ: Role = "viewer"
 ACT: Role = "operator"
 COMMAND_ANSWERS = (200, 202, 400, 404, 409, 422, 503)
@@ -91,6 +92,15 @@ ROUTE_TABLE: tuple[Route, ...] = (
         "GET", "/v1/groups", api_read.groups, READ, "groups: rollup, waves, members, last report"
     ),
     Route(
+        "GET",
+        "/v1/groups/{name}",
+        api_read.group,
+        READ,
+        "one group",
+        (GROUP_NAME,),
+        answers=(200, 404),
+    ),
+    Route(
         "POST",
         "/v1/groups/{name}/{action}",
         api_commands.group_command,
@@ -98,7 +108,7 @@ ROUTE_TABLE: tuple[Route, ...] = (
         "push a group's button (dry_run: the waves it would take); cancel: the command in"
         " progress starts no other member; pause, resume: every member's automatic actions off"
         " or on (the body of those three: dry_run only)",
-        (Param("name", "path", "group name"), Param("action", "path", "what", GROUP_BUTTONS)),
+        (GROUP_NAME, Param("action", "path", "what", GROUP_BUTTONS)),
         "GroupCommand",
         COMMAND_ANSWERS,
     ),

@@ -22,7 +22,7 @@ from ha.api_base import (
 from ha.errors import StoreError
 from ha.machine import diagram
 from ha.reports import FORMATS, REPORTS, Query, as_csv, as_json, collect, parse_time, rows
-from ha.views import group_views, proposal_report, scenario_view
+from ha.views import group_view, group_views, proposal_report, scenario_view
 
 if TYPE_CHECKING:
     from ha.daemon import Daemon
@@ -59,13 +59,27 @@ async def groups(request: web.Request) -> web.Response:
     return web.json_response({"groups": await _group_views(request.app[DAEMON])})
 
 
+async def group(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    config = daemon.config.group(name)
+    if config is None:
+        raise web.HTTPNotFound(reason=f"no group named {name!r}")
+    await _catch_up(daemon)
+    return web.json_response(group_view(daemon, config, time.time()))
+
+
 async def _group_views(daemon: Daemon) -> list[dict[str, Any]]:
+    await _catch_up(daemon)
+    return group_views(daemon)
+
+
+async def _catch_up(daemon: Daemon) -> None:
     """A follower reads the leader's group commands and reports from the journal first (when
     the store fails, it shows what it read before)."""
     if daemon.config.groups and not daemon.in_charge:
         with contextlib.suppress(StoreError):
             await daemon.groups.catch_up()
-    return group_views(daemon)
 
 
 async def _budget(daemon: Daemon) -> str:

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from ha.format import report_summary
+from ha.groups_config import GroupConfig
 from ha.groups_status import rollup, trouble
 from ha.scenario import SIDES, Scenario
 from ha.store import JournalEvent
@@ -75,36 +76,33 @@ def proposal_report(events: list[JournalEvent]) -> list[dict[str, Any]]:
 
 
 def group_views(daemon: Any) -> list[dict[str, Any]]:
-    views = []
     now = time.time()
-    for group in daemon.config.groups:
-        members = [daemon.scenarios[name] for name in group.scenarios]
-        operation = daemon.groups.operation(group.name)
-        state = rollup(members, operation)
-        views.append(
+    return [group_view(daemon, group, now) for group in daemon.config.groups]
+
+
+def group_view(daemon: Any, group: GroupConfig, now: float) -> dict[str, Any]:
+    members = [daemon.scenarios[name] for name in group.scenarios]
+    operation = daemon.groups.operation(group.name)
+    state = rollup(members, operation)
+    return {
+        "name": group.name,
+        "state": state,
+        "operation": operation,
+        "cancelled_by": daemon.groups.cancelled(group.name),
+        "failover": group.failover,
+        "waves": group.waves(),
+        "members": [
             {
-                "name": group.name,
-                "state": state,
-                "operation": operation,
-                "cancelled_by": daemon.groups.cancelled(group.name),
-                "failover": group.failover,
-                "waves": group.waves(),
-                "members": [
-                    {
-                        "name": m.name,
-                        "state": m.state,
-                        "active": m.record.active,
-                        "paused": m.record.paused,
-                        "trouble": trouble(m, now),
-                    }
-                    for m in members
-                ],
-                "last_report": _report_view(
-                    daemon.groups.reports.get(group.name), state, group.scenarios
-                ),
+                "name": m.name,
+                "state": m.state,
+                "active": m.record.active,
+                "paused": m.record.paused,
+                "trouble": trouble(m, now),
             }
-        )
-    return views
+            for m in members
+        ],
+        "last_report": _report_view(daemon.groups.reports.get(group.name), state, group.scenarios),
+    }
 
 
 def _report_view(

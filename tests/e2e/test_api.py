@@ -84,6 +84,7 @@ def test_a_viewer_reads_everything(fleet: ApiFleet) -> None:
     for path in (
         "/v1/scenarios/s1",
         "/v1/groups",
+        "/v1/groups/pair",
         "/v1/events?scenario=s1",
         "/v1/proposals?scenario=s1",
         "/v1/diagram",
@@ -97,6 +98,9 @@ def test_a_viewer_reads_everything(fleet: ApiFleet) -> None:
         ["s1"],
         ["s2"],
     ]
+    group = fleet.call("GET", "/v1/groups/pair", token="viewer").json()
+    assert group == fleet.call("GET", "/v1/groups", token="viewer").json()["groups"][0]
+    assert [m["name"] for m in group["members"]] == ["s1", "s2"]
     diagram = fleet.call("GET", "/v1/diagram", token="viewer")
     assert diagram.body.decode().splitlines()[3] == "stateDiagram-v2"
 
@@ -110,6 +114,7 @@ def test_unknown_things_are_404(fleet: ApiFleet) -> None:
         ("GET", "/v1/proposals?scenario=nope", "no scenario named 'nope'"),
         ("GET", "/v1/reports?group=nope", "no group named 'nope'"),
         ("POST", "/v1/groups/nope/run", "no group named 'nope'"),
+        ("GET", "/v1/groups/nope", "no group named 'nope'"),
         ("GET", "/static/nope.js", "no file 'nope.js'"),
     ]
     for method, path, reason in cases:
