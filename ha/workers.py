@@ -1,11 +1,11 @@
 """Worker threads for blocking SDKs (boto3, pyVmomi, pywinrm): each provider and redirector has a
 small pool of its own, never the event loop's default executor.
 
-Not ``asyncio.to_thread``: the loop joins its default executor when it closes, and resolves host
-names in it. A call that waits on an endpoint answering nothing, until the SDK's own timeouts and
-retries run out (minutes, with boto3's), held the daemon's exit there and left name resolution
-waiting behind it. Closing a pool leaves the calls in flight to end on their own: nobody waits
-for them (``ha.service.leave_calls_behind`` ends the process without them).
+Not ``asyncio.to_thread``: the loop joins its default executor when it closes (and asyncio's own
+loop resolves host names in it). A call that waits on an endpoint answering nothing, until the
+SDK's own timeouts and retries run out (minutes, with boto3's), held the daemon's exit there (and
+name resolution behind it). Closing a pool leaves the calls in flight to end on their own: nobody
+waits for them (``ha.service.leave_calls_behind`` ends the process without them).
 """
 
 from __future__ import annotations
