@@ -56,3 +56,23 @@ def test_a_bad_when_in_a_list_is_named(tmp_path: Path, when: str, error: str) ->
     with pytest.raises(PlaybookError) as raised:
         load_playbook(path)
     assert str(raised.value) == error
+
+
+@pytest.mark.parametrize(
+    ("actions", "found"),
+    [
+        ("failover: {group: farm}\n      switchover: {group: farm}", "it has failover, switchover"),
+        ("register: r", "it has none"),
+    ],
+)
+def test_a_task_with_two_actions_or_none_says_which(
+    tmp_path: Path, actions: str, found: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"- name: Move\n  tasks:\n    - name: Go\n      {actions}\n")
+    with pytest.raises(PlaybookError) as raised:
+        load_playbook(path)
+    assert str(raised.value) == (
+        "line 3: plays[0].tasks[0]: give exactly one action of: run, stop, failover, switchover,"
+        f" failback, recover, test, check, wait_for, wait, pause ({found})"
+    )

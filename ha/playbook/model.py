@@ -123,7 +123,8 @@ class Task(Model):
     def _one_action(self) -> Task:
         given = [name for name in ACTIONS if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one action of: {', '.join(ACTIONS)}")
+            found = f" (it has {', '.join(given)})" if given else " (it has none)"
+            raise ValueError(f"give exactly one action of: {', '.join(ACTIONS)}{found}")
         if self.recover is not None and self.recover.active is None:
             raise ValueError("recover needs active: production or replica")
         target = getattr(self, given[0])
