@@ -36,7 +36,7 @@ from ha.cli_tools import (
 from ha.client import ApiClient, ApiError, ApiUnavailable, Interrupted
 from ha.config import load_config
 from ha.errors import ConfigError, HAError, PlaybookError
-from ha.format import event_line, proposal_lines, status_table
+from ha.format import event_line, proposal_lines, status_of, status_table
 from ha.groups_config import GROUP_BUTTONS
 from ha.logs import configure_logging
 
@@ -78,6 +78,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     data = ApiClient(_load(args)).request("GET", "/v1/status")
+    if args.names:
+        data = status_of(data, args.names)
     print(json.dumps(data, indent=2) if args.json else status_table(data))
     return EXIT_OK
 
@@ -139,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_daemon)
 
     p = sub.add_parser("status", parents=[common], help="scenarios: state, active server, checks")
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="only these scenarios (a group: with its members)"
+    )
     p.add_argument("--json", action="store_true", help="print the API's JSON answer")
     p.set_defaults(func=cmd_status)
 

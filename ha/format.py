@@ -6,6 +6,8 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from ha.errors import UnknownScenario
+
 if TYPE_CHECKING:
     from ha.config import Config
 
@@ -66,6 +68,24 @@ def status_table(status: dict[str, Any]) -> str:
 
 
 CANCELLED = "cancelled by {who}: no other member starts; those in flight finish"
+
+
+def status_of(status: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """``status`` narrowed to the scenarios and groups ``names`` names: a group with its members.
+    Raises UnknownScenario naming every name that is neither."""
+    groups = {group["name"]: group for group in status.get("groups", [])}
+    scenarios = {scenario["name"] for scenario in status["scenarios"]}
+    unknown = [name for name in names if name not in groups and name not in scenarios]
+    if unknown:
+        raise UnknownScenario(
+            "no scenario or group named " + ", ".join(repr(name) for name in unknown)
+        )
+    wanted = set(names) | {m["name"] for n in names if n in groups for m in groups[n]["members"]}
+    return {
+        **status,
+        "scenarios": [s for s in status["scenarios"] if s["name"] in wanted],
+        "groups": [group for name, group in groups.items() if name in names],
+    }
 
 
 LISTED = 6  # a group of more members is summed up: counts, and the exceptions by name

@@ -278,6 +278,13 @@ def test_group_failback_and_run_stop(fleet: Fleet) -> None:
     assert "group farm: switched (s1 switched, s2 switched, s3 switched)" in (
         fleet.ha("status").stdout
     )
+    rows = [line.split()[0] for line in fleet.ha("status", "farm").stdout.splitlines()]
+    assert rows == ["SCENARIO", "s1", "s2", "s3", "group", "failover"]  # not s4
+    rows = [line.split()[0] for line in fleet.ha("status", "s4", "s2").stdout.splitlines()]
+    assert rows == ["SCENARIO", "s2", "s4", "failover"]  # no group line
+    unknown = fleet.ha("status", "s1", "frm", "s9")
+    assert (unknown.returncode, unknown.stdout) == (1, "")
+    assert unknown.stderr == "ha: no scenario or group named 'frm', 's9'\n"
     fleet.alive("s3", REPLICA, False)  # the replica serving s3 dies: the group is not just switched
     fleet.wait_until(
         lambda: (
