@@ -45,7 +45,7 @@ class Route:
 DAEMON = web.AppKey("daemon", Daemon)
 FEED = web.AppKey("feed", JournalFeed)
 ROUTES = web.AppKey("routes", tuple[Route, ...])
-PRINCIPAL = "principal"  # request key: the Principal the bearer token belongs to
+PRINCIPAL = web.RequestKey("principal", Principal)  # whose bearer token the request carries
 
 
 def error(status: int, reason: str) -> web.Response:
@@ -53,8 +53,7 @@ def error(status: int, reason: str) -> web.Response:
 
 
 def principal(request: web.Request) -> Principal:
-    found: Principal = request[PRINCIPAL]
-    return found
+    return request[PRINCIPAL]
 
 
 def actor(request: web.Request) -> str:
