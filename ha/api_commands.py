@@ -265,6 +265,7 @@ async def _submit(daemon: Daemon, intent: Intent) -> web.Response:
         async with asyncio.timeout(LOOP_DEADLINE):
             outcome = await asyncio.shield(intent.future)
     except TimeoutError:
+        intent.future.cancel()  # withdrawn: the loop must not carry out what we answer 503 to
         return error(503, f"the daemon did not take the command within {LOOP_DEADLINE:g}s")
     if outcome.status != "accepted":
         return error(409 if outcome.status == "conflict" else 503, outcome.message)

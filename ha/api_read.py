@@ -38,6 +38,7 @@ async def status(request: web.Request) -> web.Response:
             "groups": await _group_views(daemon),
             "budget": await _budget(daemon),
             "observe_only": daemon.config.safety.observe_only,
+            "store_error": daemon.store_error,
             "last_event": request.app[FEED].last_id,
             "token": {"name": who.name, "role": who.role},
         }

@@ -36,7 +36,7 @@ from ha.discovery import Discovery
 from ha.errors import ActionError, StoreError
 from ha.groups import GroupRunner
 from ha.hooks import Background, HookConfig
-from ha.intents import apply_intent
+from ha.intents import apply_intent, refuse_waiting
 from ha.lanes import intent_lane, side_by_side
 from ha.machine import RUNBOOK_STATES, build_machine
 from ha.machines import protected_by
@@ -73,7 +73,9 @@ class Daemon:
         self.store = store
         self.in_charge = self.cluster is None  # we act: always with SQLite; with etcd, if we lead
         self.deposed = False  # leadership was lost since we took charge (etcd)
-        self._cycle_error: str | None = None
+        self.store_error: str | None = None  # why the last cycle was cut short, until it works
+        self._store_failed_at = 0.0
+        self.interrupted = False  # a runbook stopped on a failed write: resume it when writes work
         self.machine = build_machine()
         self.providers = build_providers(config)
         self.scenarios: dict[str, Scenario] = {}
@@ -185,15 +187,42 @@ class Daemon:
                     await self.wake.wait()
             self.wake.clear()
             try:
+                if self.store_error is not None and self.cluster is None:
+                    await self._store_recovered()
                 await self.cycle()
             except StoreError as exc:
-                if self.cluster is None:
-                    raise
-                if str(exc) != self._cycle_error:  # once per kind of outage
-                    log.warning("cycle cut short: the shared store failed", error=str(exc))
-                self._cycle_error = str(exc)
+                self._store_failed(exc)
             else:
-                self._cycle_error = None
+                if self.cluster is not None:
+                    self.store_error = None
+
+    def _store_failed(self, exc: StoreError) -> None:
+        """A write failed (a full disk, etcd without a quorum, a lost lead): what the cycle did
+        not do, the next one does. Nothing acts meanwhile: each transition, step and command is
+        written before it happens. The daemon keeps checking and answering (``store_error``)."""
+        if str(exc) != self.store_error:  # once per kind of outage
+            log.warning("cycle cut short: the state store failed", error=str(exc))
+        if self.store_error is None:
+            self._store_failed_at = time.time()
+        self.store_error = str(exc)
+        self.interrupted = True
+        self.agenda.mark(*self.scenarios)
+        refuse_waiting(self, f"the state store failed: {exc}")
+
+    async def _store_recovered(self) -> None:
+        """The first write after an outage (SQLite; raises StoreError while it lasts): the
+        journal says when the store failed and why, which it could not say then."""
+        since = time.strftime("%H:%M:%S", time.localtime(self._store_failed_at))
+        await self.store.append(
+            JournalEvent(
+                kind="store_recovered",
+                message=f"the state store takes writes again; it failed since {since}:"
+                f" {self.store_error}",
+                data={"since": self._store_failed_at, "error": self.store_error},
+            )
+        )
+        log.info("the state store takes writes again", error=self.store_error)
+        self.store_error = None
 
     # One cycle.
 
@@ -223,8 +252,9 @@ class Daemon:
             if time.monotonic() >= turn_ends:
                 await asyncio.sleep(0)
                 turn_ends = time.monotonic() + TURN
-        if self.cluster is not None:
+        if self.cluster is not None or self.interrupted:
             await resume_runbooks(self, "after an interrupted write")
+            self.interrupted = False
         self.readback.schedule(now)
         await self.tests.tick(now)
         if self.discovery.is_due(now):
@@ -356,10 +386,12 @@ class Daemon:
         except RunbookCancelled as exc:
             report = ("cancel", str(exc))
         except Exception as exc:
-            if self.cluster is not None and isinstance(exc, StoreError):
-                # Not the runbook's fault: a deposed leader stops here, the next one resumes it.
-                log.warning("runbook stopped: the shared store refused a write", error=str(exc))
+            if isinstance(exc, StoreError):
+                # Not the runbook's fault: it resumes once the store takes writes again (or, on
+                # etcd, a deposed leader stops here and the next one resumes it).
+                log.warning("runbook stopped: the state store refused a write", error=str(exc))
                 self.runbooks.pop(runbook.scenario, None)
+                self.interrupted = True
                 return
             log.exception("runbook failed")
             report = ("block", str(exc))

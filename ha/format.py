@@ -60,6 +60,8 @@ def status_table(status: dict[str, Any]) -> str:
         if report and report["outstanding"]:
             notes.append(f"  last command (#{report['id']}): {report['summary']}")
     notes.append(f"failover budget: {status['budget']}")
+    if status.get("store_error"):
+        notes.append(f"{STORE_FAILED}: {status['store_error']}")
     if status["observe_only"]:
         notes.append(
             "observe-only: automatic failovers and failbacks are journaled as proposals, not taken"
@@ -68,6 +70,7 @@ def status_table(status: dict[str, Any]) -> str:
 
 
 CANCELLED = "cancelled by {who}: no other member starts; those in flight finish"
+STORE_FAILED = "the state store fails (nothing is acted on until it takes writes again)"
 
 
 def status_of(status: dict[str, Any], names: list[str]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Applying operator commands in the daemon's loop: the only place they turn into actions.
 
 Each command is journaled with who asked before anything happens, checked against the current
-state, and answered (accepted or conflict) through the intent's future.
+state, and answered (accepted or conflict) through the intent's future; unavailable, with the
+reason, when the state store refuses its writes (nothing of it happened then: every transition
+is written before it happens).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ha.autopilot import new_runbook_id
 from ha.commands import RUNBOOK_COMMANDS, Intent, Outcome, conflict
+from ha.errors import StoreError
 from ha.groups import GroupCommand, group_conflict
 from ha.groups_config import GroupConfig
 from ha.groups_pause import held_note, hold_unmoved, pause_conflict, pause_leaves
@@ -23,6 +26,26 @@ if TYPE_CHECKING:
 
 
 async def apply_intent(daemon: Daemon, intent: Intent) -> None:
+    if intent.future.done():
+        return  # withdrawn: its asker was answered 503 (not taken in time) and went away
+    try:
+        await _apply(daemon, intent)
+    except StoreError as exc:
+        refuse(intent, f"the state store failed: {exc}")
+
+
+def refuse_waiting(daemon: Daemon, reason: str) -> None:
+    """Answer every command waiting for the loop: unavailable, for ``reason``."""
+    while not daemon.intents.empty():
+        refuse(daemon.intents.get_nowait(), reason)
+
+
+def refuse(intent: Intent, reason: str) -> None:
+    if not intent.future.done():
+        intent.future.set_result(Outcome("unavailable", reason))
+
+
+async def _apply(daemon: Daemon, intent: Intent) -> None:
     if intent.action == "rearm":
         await _rearm(daemon, intent)
         return

@@ -39,7 +39,7 @@ def categories(event: JournalEvent) -> set[Category]:
         found.add("state")
         if event.data.get("to") in ("blocked", "split"):
             found.add("action_needed")
-    elif event.kind in ("alert", "budget_spent"):
+    elif event.kind in ("alert", "budget_spent", "store_recovered"):
         found.add("action_needed")
     elif event.kind == "group_report":
         found.add("group")

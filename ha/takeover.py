@@ -19,8 +19,8 @@ import structlog
 
 from ha.ar_runner import RecoveryTests
 from ha.autopilot import Autopilot
-from ha.commands import Outcome
 from ha.groups import GroupCommand
+from ha.intents import refuse_waiting
 from ha.machine import RUNBOOK_STATES
 from ha.store import JournalEvent, ScenarioRecord
 
@@ -145,10 +145,7 @@ async def lead(daemon: Daemon, cluster: Cluster) -> bool:
             follow(daemon, records)  # what the last leader wrote, up to its last write
             await take_charge(daemon, records, "after a takeover")
         return True
-    while not daemon.intents.empty():
-        intent = daemon.intents.get_nowait()
-        if not intent.future.done():
-            intent.future.set_result(Outcome("unavailable", not_leader(daemon)))
+    refuse_waiting(daemon, not_leader(daemon))
     daemon.reports.clear()  # the leader acts on its own reports
     follow(daemon, await daemon.store.scenarios())
     return False

@@ -36,6 +36,7 @@ class DaemonRunner:
         self.api_port = free_port()
         self.daemon: subprocess.Popen[bytes] | None = None
         self.config_path = directory / "ha.yaml"
+        self.state_path = directory / "ha-state.db"  # the config's state (its default)
 
     def stop(self) -> None:
         if self.daemon is not None:
@@ -98,7 +99,7 @@ class DaemonRunner:
             return 0, None
 
     def _db(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self.dir / 'ha-state.db'}?mode=ro", uri=True, timeout=5)
+        return sqlite3.connect(f"file:{self.state_path}?mode=ro", uri=True, timeout=5)
 
     def journal(self) -> list[dict[str, Any]]:
         with self._db() as db:

@@ -1,0 +1,136 @@
+"""The disk holding the SQLite state fills up: a real tmpfs of 1 MB mounted by the test (it runs as
+root, as the README's test command does), filled with a file and emptied again.
+
+The daemon stays up and keeps checking; it acts on nothing it cannot journal first, says why in
+`ha status` and in its answers to commands, and goes on where it was once the disk has room:
+what it did not evaluate, it evaluates; a runbook stopped by a refused write resumes. Before, the
+daemon exited at the first refused write, and nothing watched the scenarios until a restart."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.fleet import Fleet
+
+FULL = "cannot append to the journal: database or disk is full"
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (the tests run as root): {done.stderr}", pytrace=False)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, disk: Path) -> Iterator[Fleet]:
+    fleet = Fleet(tmp_path, 1)
+    fleet.state_path = disk / "ha-state.db"
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+def fill(disk: Path) -> None:
+    """Write to a file on ``disk`` until the disk has no room left."""
+    with (disk / "filler").open("wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+
+
+def start(fleet: Fleet, **scenario: object) -> None:
+    fleet.write_config(**scenario)
+    config = yaml.safe_load(fleet.config_path.read_text())
+    config["state"] = str(fleet.state_path)
+    fleet.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    fleet.start_daemon()
+
+
+def store_error(fleet: Fleet) -> str | None:
+    error: str | None = fleet.api("GET", "/v1/status")[1]["store_error"]
+    return error
+
+
+def test_a_full_disk_stops_nothing_but_the_actions_which_come_once_it_has_room(
+    fleet: Fleet, disk: Path
+) -> None:
+    start(fleet)
+    fill(disk)
+    fleet.kill("s1")
+    fleet.wait_until(lambda: store_error(fleet) == FULL, 10, "the daemon says the store fails")
+    status = fleet.ha("status")
+    assert status.returncode == 0  # the daemon runs and answers
+    assert f"the state store fails (nothing is acted on until it takes writes again): {FULL}" in (
+        status.stdout
+    )
+    refused = fleet.ha("failover", "s1")
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        f"ha: refused (503): the state store failed: {FULL}\n",
+    )
+    assert fleet.active("s1") != "127.0.0.3"  # nothing acted
+    assert fleet.state("s1")[0] == "running"
+
+    (disk / "filler").unlink()
+    fleet.wait_state("switched", name="s1", timeout=15)  # the detector's failover, at last
+    assert fleet.active("s1") == "127.0.0.3"
+    kinds = [e["kind"] for e in fleet.journal()]
+    assert kinds.index("store_recovered") < kinds.index("proposal")
+    proposal = next(e for e in fleet.journal() if e["kind"] == "proposal")
+    assert proposal["actor"] == "detector"  # not the command refused meanwhile
+    assert store_error(fleet) is None
+    assert "the state store fails" not in fleet.ha("status").stdout
+
+
+def test_a_runbook_stopped_by_a_full_disk_resumes_once_it_has_room(
+    fleet: Fleet, disk: Path
+) -> None:
+    """The disk fills while the redirect step runs (a gate holds it): its step_done cannot be
+    written, so the runbook stops there and resumes at that step once the disk has room."""
+    gate = fleet.dir / "redirect-gate"
+    held = f'until test -e {gate}; do sleep 0.05; done; echo "$HA_ADDRESS" > {fleet.dir}/s1.active'
+    start(
+        fleet,
+        redirect=[
+            {"script": {"set": ["sh", "-c", held], "get": ["cat", str(fleet.dir / "s1.active")]}}
+        ],
+    )
+    fleet.kill("s1")
+    fleet.wait_until(
+        lambda: any(e["step"] == "redirect" for e in fleet.journal()), 15, "the redirect started"
+    )
+    fill(disk)
+    gate.touch()
+    fleet.wait_until(lambda: store_error(fleet) == FULL, 10, "the daemon says the store fails")
+    assert fleet.state("s1")[0] == "failing_over"
+
+    (disk / "filler").unlink()
+    fleet.wait_state("switched", name="s1", timeout=15)
+    steps = [(e["kind"], e["step"]) for e in fleet.journal() if e["step"] == "redirect"]
+    assert steps == [("step_started", "redirect")] * 2 + [("step_done", "redirect")]
+    resumed = [e["message"] for e in fleet.journal() if e["kind"] == "runbook_resumed"]
+    assert resumed == ["resuming failover after an interrupted write"]
+    assert fleet.active("s1") == "127.0.0.3"
