@@ -41,7 +41,7 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def fleet(tmp_path: Path, disk: Path) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path, 1)
+    fleet = Fleet(tmp_path, 2)
     fleet.state_path = disk / "ha-state.db"
     try:
         yield fleet
@@ -67,6 +67,17 @@ def start(fleet: Fleet, **scenario: object) -> None:
     config["state"] = str(fleet.state_path)
     fleet.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     fleet.start_daemon()
+
+
+def held_redirect(fleet: Fleet) -> list[dict[str, object]]:
+    """A script redirection whose ``set`` holds s1 until the file ``redirect-gate`` exists."""
+    gate = f"test {{name}} != s1 || until test -e {fleet.dir}/redirect-gate; do sleep 0.05; done"
+    active = f"{fleet.dir}/{{name}}.active"
+    redirect = {
+        "set": ["sh", "-c", f'{gate}; echo "$HA_ADDRESS" > {active}'],
+        "get": ["sh", "-c", f"cat {active} 2>/dev/null || true"],
+    }
+    return [{"script": redirect}]
 
 
 def store_error(fleet: Fleet) -> str | None:
@@ -110,20 +121,13 @@ def test_a_runbook_stopped_by_a_full_disk_resumes_once_it_has_room(
 ) -> None:
     """The disk fills while the redirect step runs (a gate holds it): its step_done cannot be
     written, so the runbook stops there and resumes at that step once the disk has room."""
-    gate = fleet.dir / "redirect-gate"
-    held = f'until test -e {gate}; do sleep 0.05; done; echo "$HA_ADDRESS" > {fleet.dir}/s1.active'
-    start(
-        fleet,
-        redirect=[
-            {"script": {"set": ["sh", "-c", held], "get": ["cat", str(fleet.dir / "s1.active")]}}
-        ],
-    )
+    start(fleet, redirect=held_redirect(fleet))
     fleet.kill("s1")
     fleet.wait_until(
         lambda: any(e["step"] == "redirect" for e in fleet.journal()), 15, "the redirect started"
     )
     fill(disk)
-    gate.touch()
+    (fleet.dir / "redirect-gate").touch()
     fleet.wait_until(lambda: store_error(fleet) == FULL, 10, "the daemon says the store fails")
     assert fleet.state("s1")[0] == "failing_over"
 
@@ -134,3 +138,24 @@ def test_a_runbook_stopped_by_a_full_disk_resumes_once_it_has_room(
     resumed = [e["message"] for e in fleet.journal() if e["kind"] == "runbook_resumed"]
     assert resumed == ["resuming failover after an interrupted write"]
     assert fleet.active("s1") == "127.0.0.3"
+
+
+def test_a_group_failover_goes_on_once_the_disk_has_room(fleet: Fleet, disk: Path) -> None:
+    """s1 then s2, in order: the disk fills while s1's redirect runs; s1's runbook stops, the
+    group command waits for it, and once the disk has room s1 resumes and s2 follows."""
+    groups = [{"name": "farm", "scenarios": ["s1", "s2"], "ordered": True}]
+    start(fleet, groups=groups, redirect=held_redirect(fleet))
+    assert fleet.ha("group", "failover", "farm").returncode == 0
+    fleet.wait_until(
+        lambda: any(e["step"] == "redirect" for e in fleet.journal()), 15, "s1's redirect started"
+    )
+    fill(disk)
+    (fleet.dir / "redirect-gate").touch()
+    fleet.wait_until(lambda: store_error(fleet) == FULL, 10, "the daemon says the store fails")
+    assert fleet.state("s2")[0] == "running"  # the next wave waits for s1
+
+    (disk / "filler").unlink()
+    fleet.wait_state("switched", name="s2", timeout=20)
+    report = next(e for e in fleet.journal() if e["kind"] == "group_report")
+    assert report["data"]["ok"] is True, report["message"]
+    assert [fleet.active(name) for name in ("s1", "s2")] == ["127.0.0.3", "127.0.0.3"]
