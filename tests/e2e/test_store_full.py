@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.e2e.fleet import Fleet
+from tests.e2e.groups_site import report, wait_report
 
 FULL = "cannot append to the journal: database or disk is full"
 
@@ -155,7 +156,6 @@ def test_a_group_failover_goes_on_once_the_disk_has_room(fleet: Fleet, disk: Pat
     assert fleet.state("s2")[0] == "running"  # the next wave waits for s1
 
     (disk / "filler").unlink()
-    fleet.wait_state("switched", name="s2", timeout=20)
-    report = next(e for e in fleet.journal() if e["kind"] == "group_report")
-    assert report["data"]["ok"] is True, report["message"]
+    wait_report(fleet, timeout=20)
+    assert report(fleet)["ok"] is True, report(fleet)
     assert [fleet.active(name) for name in ("s1", "s2")] == ["127.0.0.3", "127.0.0.3"]
