@@ -7,7 +7,7 @@ import { overview } from "./overview.js";
 import { scenarioPage } from "./scenario.js";
 
 const REFRESH_MS = 5000; // latencies change without journal events: re-read the status this often
-const CHANGES = /^(transition|paused|resumed|command_|group_|alert|budget_|check|ar_)/;
+const CHANGES = /^(transition|paused|resumed|command_|group_|alert|budget_|store_|check|ar_)/;
 const $ = (id) => document.getElementById(id);
 
 const ctx = {
@@ -53,6 +53,9 @@ async function refresh() {
     return;
   }
   $("budget").textContent = `failover budget: ${ctx.status.budget}${ctx.status.observe_only ? " · observe-only" : ""}`;
+  const failing = ctx.status.store_error;
+  $("store-error").hidden = !failing;
+  $("store-error").textContent = failing ? `the state store fails, nothing is acted on: ${failing}` : "";
   ctx.page?.update();
 }
 

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Response, expect, sync_playwright
 
 from tests.e2e.api_site import ApiFleet
+from tests.e2e.full_disk import FULL, empty, fill, small_disk, state_on
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -264,3 +265,31 @@ def test_a_large_group_is_summed_up_in_its_row(browser: BrowserContext, tmp_path
         page.screenshot(path=tmp_path / "big-group.png")
     finally:
         fleet.stop()
+
+
+def test_a_failing_state_store_is_shown_until_it_takes_writes_again(
+    browser: BrowserContext, tmp_path: Path
+) -> None:
+    """The disk under the state fills up (tests/e2e/full_disk.py): the header says that nothing
+    is acted on, and why, until the disk has room again."""
+    with small_disk(tmp_path / "disk") as disk:
+        (tmp_path / "site").mkdir()
+        fleet = ApiFleet(tmp_path / "site", 1)
+        try:
+            fleet.write_config(failover={"mode": "manual"})
+            state_on(fleet, disk)
+            fleet.start_daemon()
+            page = browser.new_page()
+            log_in(page, fleet, fleet.operator)
+            banner = page.locator("#store-error")
+            expect(banner).to_be_hidden()
+            fill(disk)
+            fleet.kill("s1")  # what the daemon then journals is refused
+            expect(banner).to_have_text(
+                f"the state store fails, nothing is acted on: {FULL}", timeout=15_000
+            )
+            page.screenshot(path=tmp_path / "store-failing.png")
+            empty(disk)
+            expect(banner).to_be_hidden(timeout=15_000)
+        finally:
+            fleet.stop()

@@ -8,65 +8,34 @@ daemon exited at the first refused write, and nothing watched the scenarios unti
 
 from __future__ import annotations
 
-import errno
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.e2e.fleet import Fleet
+from tests.e2e.full_disk import FULL, empty, fill, small_disk, state_on, store_error
 from tests.e2e.groups_site import report, wait_report
-
-FULL = "cannot append to the journal: database or disk is full"
 
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (the tests run as root): {done.stderr}", pytrace=False)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_disk(tmp_path / "disk") as mounted:
+        yield mounted
 
 
 @pytest.fixture
 def fleet(tmp_path: Path, disk: Path) -> Iterator[Fleet]:
     fleet = Fleet(tmp_path, 2)
-    fleet.state_path = disk / "ha-state.db"
     try:
         yield fleet
     finally:
         fleet.stop()
 
 
-def fill(disk: Path) -> None:
-    """Write to a file on ``disk`` until the disk has no room left."""
-    with (disk / "filler").open("wb") as filler:
-        try:
-            while True:
-                filler.write(b"\0" * 65536)
-                filler.flush()
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-
-
-def start(fleet: Fleet, **scenario: object) -> None:
+def start(fleet: Fleet, disk: Path, **scenario: object) -> None:
     fleet.write_config(**scenario)
-    config = yaml.safe_load(fleet.config_path.read_text())
-    config["state"] = str(fleet.state_path)
-    fleet.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    state_on(fleet, disk)
     fleet.start_daemon()
 
 
@@ -81,15 +50,10 @@ def held_redirect(fleet: Fleet) -> list[dict[str, object]]:
     return [{"script": redirect}]
 
 
-def store_error(fleet: Fleet) -> str | None:
-    error: str | None = fleet.api("GET", "/v1/status")[1]["store_error"]
-    return error
-
-
 def test_a_full_disk_stops_nothing_but_the_actions_which_come_once_it_has_room(
     fleet: Fleet, disk: Path
 ) -> None:
-    start(fleet)
+    start(fleet, disk)
     fill(disk)
     fleet.kill("s1")
     fleet.wait_until(lambda: store_error(fleet) == FULL, 10, "the daemon says the store fails")
@@ -106,7 +70,7 @@ def test_a_full_disk_stops_nothing_but_the_actions_which_come_once_it_has_room(
     assert fleet.active("s1") != "127.0.0.3"  # nothing acted
     assert fleet.state("s1")[0] == "running"
 
-    (disk / "filler").unlink()
+    empty(disk)
     fleet.wait_state("switched", name="s1", timeout=15)  # the detector's failover, at last
     assert fleet.active("s1") == "127.0.0.3"
     kinds = [e["kind"] for e in fleet.journal()]
@@ -122,7 +86,7 @@ def test_a_runbook_stopped_by_a_full_disk_resumes_once_it_has_room(
 ) -> None:
     """The disk fills while the redirect step runs (a gate holds it): its step_done cannot be
     written, so the runbook stops there and resumes at that step once the disk has room."""
-    start(fleet, redirect=held_redirect(fleet))
+    start(fleet, disk, redirect=held_redirect(fleet))
     fleet.kill("s1")
     fleet.wait_until(
         lambda: any(e["step"] == "redirect" for e in fleet.journal()), 15, "the redirect started"
@@ -132,7 +96,7 @@ def test_a_runbook_stopped_by_a_full_disk_resumes_once_it_has_room(
     fleet.wait_until(lambda: store_error(fleet) == FULL, 10, "the daemon says the store fails")
     assert fleet.state("s1")[0] == "failing_over"
 
-    (disk / "filler").unlink()
+    empty(disk)
     fleet.wait_state("switched", name="s1", timeout=15)
     steps = [(e["kind"], e["step"]) for e in fleet.journal() if e["step"] == "redirect"]
     assert steps == [("step_started", "redirect")] * 2 + [("step_done", "redirect")]
@@ -145,7 +109,7 @@ def test_a_group_failover_goes_on_once_the_disk_has_room(fleet: Fleet, disk: Pat
     """s1 then s2, in order: the disk fills while s1's redirect runs; s1's runbook stops, the
     group command waits for it, and once the disk has room s1 resumes and s2 follows."""
     groups = [{"name": "farm", "scenarios": ["s1", "s2"], "ordered": True}]
-    start(fleet, groups=groups, redirect=held_redirect(fleet))
+    start(fleet, disk, groups=groups, redirect=held_redirect(fleet))
     assert fleet.ha("group", "failover", "farm").returncode == 0
     fleet.wait_until(
         lambda: any(e["step"] == "redirect" for e in fleet.journal()), 15, "s1's redirect started"
@@ -155,7 +119,7 @@ def test_a_group_failover_goes_on_once_the_disk_has_room(fleet: Fleet, disk: Pat
     fleet.wait_until(lambda: store_error(fleet) == FULL, 10, "the daemon says the store fails")
     assert fleet.state("s2")[0] == "running"  # the next wave waits for s1
 
-    (disk / "filler").unlink()
+    empty(disk)
     wait_report(fleet, timeout=20)
     assert report(fleet)["ok"] is True, report(fleet)
     assert [fleet.active(name) for name in ("s1", "s2")] == ["127.0.0.3", "127.0.0.3"]
