@@ -36,7 +36,7 @@ boto3: Any = LazyModule("boto3")  # loaded when a redirector acts, not when a co
 botocore_config: Any = LazyModule("botocore.config")
 botocore_exceptions: Any = LazyModule("botocore.exceptions")
 
-WORKERS = 2  # threads per redirector: its calls are few and one at a time, but for close
+WORKERS = 1  # thread per redirector: its calls come one at a time (a step awaits each)
 ATTEMPTS = 5  # reads and conditional changes before giving up on a record that keeps changing
 FIRST_POLL = 0.5  # seconds between two GetChange calls, doubling ...
 LAST_POLL = 10.0  # ... up to this
