@@ -1,6 +1,7 @@
-"""A disk that fills up, for the tests of a full state store: a real tmpfs of 1 MB, mounted by the
-test (the tests run as root, as the README's test command does), filled with a file and emptied
-again."""
+"""A disk that fills up, for the tests of a full state store: a real tmpfs of 32 MB, mounted by
+the test (the tests run as root, as the README's test command does), filled with a file and
+emptied again. (SQLite's WAL grows to ~4 MB before it is checkpointed: a smaller disk fills up
+by itself in a slow run.)"""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ FULL = "cannot append to the journal: database or disk is full"
 
 @contextmanager
 def small_disk(mount: Path) -> Iterator[Path]:
-    """A 1 MB tmpfs at ``mount`` (made), unmounted after."""
+    """A 32 MB tmpfs at ``mount`` (made), unmounted after."""
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
         check=False,
@@ -38,10 +39,11 @@ def small_disk(mount: Path) -> Iterator[Path]:
 
 def fill(disk: Path) -> None:
     """Write to a file on ``disk`` until the disk has no room left."""
+    block = b"\0" * (1 << 20)
     with (disk / "filler").open("wb") as filler:
         try:
             while True:
-                filler.write(b"\0" * 65536)
+                filler.write(block)
                 filler.flush()
         except OSError as exc:
             if exc.errno != errno.ENOSPC:

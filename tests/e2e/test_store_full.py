@@ -1,5 +1,5 @@
-"""The disk holding the SQLite state fills up: a real tmpfs of 1 MB mounted by the test (it runs as
-root, as the README's test command does), filled with a file and emptied again.
+"""The disk holding the SQLite state fills up: a real tmpfs mounted by the test, filled with a file
+and emptied again (tests/e2e/full_disk.py).
 
 The daemon stays up and keeps checking; it acts on nothing it cannot journal first, says why in
 `ha status` and in its answers to commands, and goes on where it was once the disk has room:
