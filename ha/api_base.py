@@ -78,11 +78,18 @@ def scenario_filter(request: web.Request) -> str | None:
     return name
 
 
+def group_of(request: web.Request) -> GroupConfig:
+    """The group the path names (else 404)."""
+    return _group_named(request, request.match_info["name"])
+
+
 def group_filter(request: web.Request) -> GroupConfig | None:
     """The ``group`` query parameter: None, or a group that exists (else 404)."""
     name = request.query.get("group")
-    if name is None:
-        return None
+    return None if name is None else _group_named(request, name)
+
+
+def _group_named(request: web.Request, name: str) -> GroupConfig:
     group = request.app[DAEMON].config.group(name)
     if group is None:
         raise web.HTTPNotFound(reason=f"no group named {name!r}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ha.api_base import DAEMON, actor, error, scenario_of
+from ha.api_base import DAEMON, actor, error, group_of, scenario_of
 from ha.commands import ACTIONS, RECOVER_NEEDS_ACTIVE, RUNBOOK_COMMANDS, Intent, conflict
 from ha.daemon import Daemon
 from ha.format import test_plan
@@ -135,10 +135,8 @@ async def rearm(request: web.Request) -> web.Response:
 
 async def group_command(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    name, action = request.match_info["name"], request.match_info["action"]
-    group = daemon.config.group(name)
-    if group is None:
-        raise web.HTTPNotFound(reason=f"no group named {name!r}")
+    group, action = group_of(request), request.match_info["action"]
+    name = group.name
     if action == "cancel":
         return await _group_cancel(request, daemon, group)
     if action in ("pause", "resume"):

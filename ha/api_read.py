@@ -14,6 +14,7 @@ from ha.api_base import (
     EventFilter,
     error,
     group_filter,
+    group_of,
     int_param,
     principal,
     scenario_filter,
@@ -61,13 +62,9 @@ async def groups(request: web.Request) -> web.Response:
 
 
 async def group(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    name = request.match_info["name"]
-    config = daemon.config.group(name)
-    if config is None:
-        raise web.HTTPNotFound(reason=f"no group named {name!r}")
+    daemon, group = request.app[DAEMON], group_of(request)
     await _catch_up(daemon)
-    return web.json_response(group_view(daemon, config, time.time()))
+    return web.json_response(group_view(daemon, group, time.time()))
 
 
 async def _group_views(daemon: Daemon) -> list[dict[str, Any]]:
